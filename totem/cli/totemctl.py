@@ -1,0 +1,69 @@
+"""totemctl: the operator's tool (decode captures; more subcommands join later)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from ..capture import CaptureError, read_datagrams
+from ..dissect import dissect, summary
+
+
+def _decode(args: argparse.Namespace) -> int:
+    port = args.port
+    count = errors = 0
+    try:
+        for d in read_datagrams(args.file):
+            if port not in (d.sport, d.dport):
+                continue
+            if d.dport != port:
+                # replies from the totem port to ephemeral ports do not occur in udpu;
+                # count only traffic towards the totem port
+                continue
+            count += 1
+            if d.truncated:
+                info = {"type": None, "length": len(d.payload),
+                        "error": "datagram is IP-fragmented or truncated in the capture"}
+            else:
+                info = dissect(d.payload)
+            if info.get("error") or any("error" in m for m in info.get("messages", [])):
+                errors += 1
+            if args.json:
+                rec = {"frame": d.frame, "time": round(d.time, 6), "src": f"{d.src}:{d.sport}",
+                       "dst": f"{d.dst}:{d.dport}", **info}
+                print(json.dumps(rec, separators=(",", ":")))
+            else:
+                print(f"{d.frame:5d} {d.time:9.4f}  {d.src:>15} -> {d.dst:<15} {summary(info)}")
+    except CaptureError as exc:
+        print(f"totemctl decode: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"totemctl decode: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return 0
+    if not args.json:
+        print(f"-- {count} datagrams on port {port}, {errors} with decode errors", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="totemctl", description="pytotem operator tool")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dec = sub.add_parser("decode", help="decode the totem datagrams of a pcap/pcapng capture")
+    dec.add_argument("file", help="pcap or pcapng file")
+    dec.add_argument("--json", action="store_true", help="one JSON object per datagram")
+    dec.add_argument("--port", type=int, default=5405, help="totem port (default 5405)")
+    dec.set_defaults(func=_decode)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
