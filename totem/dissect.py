@@ -104,7 +104,7 @@ def _frame(payload: bytes, order: str) -> dict[str, Any]:
         else:
             messages.append(_service_message(item, order))
     return {
-        "frame": {
+        "totempg": {
             "msg_count": len(frame.items), "fragmented": frame.fragmented,
             "continuation": frame.continuation, "lengths": frame.lengths,
         },
@@ -157,7 +157,7 @@ def summary(d: dict[str, Any]) -> str:
         if "inner" in d:
             inner = d["inner"]
             return s + f" recovery of [{summary(inner).strip()}]"
-        f = d.get("frame")
+        f = d.get("totempg")
         if f:
             marks = []
             if f["continuation"]:

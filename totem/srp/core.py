@@ -254,8 +254,15 @@ class SrpCore:
         self._token_hold_cancel_send()
 
     def trans_ack(self) -> None:
-        """Service synchronisation finished: send from the regular queue again."""
+        """Service synchronisation finished: send from the regular queue again.
+
+        Frames still waiting in the transitional queue follow the regular queue's
+        (corosync would strand them until the next configuration change).
+        """
         self.waiting_trans_ack = False
+        if self.new_message_queue_trans:
+            self.new_message_queue.extend(self.new_message_queue_trans)
+            self.new_message_queue_trans.clear()
 
     def leave(self, now: float) -> None:
         """Graceful shutdown: tell the others at once (a LEAVE join)."""
@@ -654,7 +661,6 @@ class SrpCore:
             raise AssertionError(f"delivery range {count} exceeds the sort queue")
         sq = self.regular_sq
         deliver_memb = self.my_deliver_memb_list
-        ring = self.my_ring_id
         for i in range(1, count + 1):
             seq = (stored + i) & SEQ_MASK
             if not sq.in_range(seq):
@@ -668,7 +674,7 @@ class SrpCore:
             m = item.msg
             if skip and m.system_from not in deliver_memb:
                 continue
-            self._events.append(MessageDelivered(m.nodeid, m.payload, ring, m.seq))
+            self._events.append(MessageDelivered(m.nodeid, m.payload, m.ring_id, m.seq))
 
     # ------------------------------------------------------------------ message handlers
 

@@ -24,7 +24,10 @@ class ConfigurationKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class MessageDelivered:
-    """A message delivered in agreed order: ``payload`` is the totempg frame of ``sender``."""
+    """A message delivered in agreed order: ``payload`` is the totempg frame of ``sender``.
+
+    ``ring_id`` and ``seq`` name the ring in which it was ordered and its place there.
+    """
 
     sender: int
     payload: bytes
