@@ -150,6 +150,7 @@ class PgSender:
         segments = [envelope[:table_end], *(bytes(g) for g in groups), *parts]
         segments = [s for s in segments if s]
         current: list[bytes] = []  # parts of the piece being built from this message
+        cut = False
         last = len(segments) - 1
         for index, segment in enumerate(segments):
             length = len(segment)
@@ -175,10 +176,17 @@ class PgSender:
                 self._pieces.append(b"".join(current))
                 self._emit(fragmented)
                 self._continuation = fragmented
+                cut = True
                 current = []
                 room = self._capacity - _LEN_SLOT
         if current:
             self._pieces.append(b"".join(current))
+            if cut:
+                # Close the tail of a cut message into its own frame at once, so that a
+                # receiver that cannot continue it (it joined after the first fragment)
+                # loses only this message, not others packed behind it.
+                self._emit(0)
+                self._continuation = 0
 
     def flush(self) -> None:
         """Close the staged pieces into a frame (``fragmented`` 0); nothing if none are staged.

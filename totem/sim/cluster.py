@@ -65,7 +65,11 @@ class NodeRecord:
     """What one incarnation of a node did: its configurations and deliveries, in order."""
 
     key: Incarnation
+    started: float = 0.0
+    wiped: bool = False
+    """This incarnation started without the ring seq its predecessor had stored."""
     history: list[tuple] = field(default_factory=list)
+    """("conf", kind, ring id, members, time) and ("msg", id, cut by a configuration change)."""
     sent: list[tuple[int, int, int]] = field(default_factory=list)
     alive: bool = True
 
@@ -136,17 +140,16 @@ class Simulation:
 
     # -- node lifecycle ----------------------------------------------------------------
 
-    def _start(self, n: _Node, wipe: bool = False) -> None:
-        if wipe:
-            n.store = RingSeqStore()
+    def _start(self, n: _Node) -> None:
+        wiped = n.inc > 0 and n.store.load() == 0
         n.inc += 1
         n.stack = TotemStack(n.nodeid, self.srp_config, n.store)
-        n.record = NodeRecord((n.nodeid, n.inc))
+        n.record = NodeRecord((n.nodeid, n.inc), started=self.now, wiped=wiped)
         self.records[n.record.key] = n.record
         n.up = True
         n.paused_until = None
         n.inbox.clear()
-        self._log(n.nodeid, f"start incarnation {n.inc}{' (ring seq wiped)' if wipe else ''}")
+        self._log(n.nodeid, f"start incarnation {n.inc}{' (ring seq wiped)' if wiped else ''}")
         n.stack.start(self.now)
         self._after(n)
 
@@ -182,7 +185,7 @@ class Simulation:
             if isinstance(ev, MessageReceived):
                 rec.history.append(("msg", self._check_payload(n, ev), ev.first_ring != ev.ring_id))
             elif isinstance(ev, ConfigurationChanged):
-                rec.history.append(("conf", ev.kind, ev.ring_id, ev.members))
+                rec.history.append(("conf", ev.kind, ev.ring_id, ev.members, self.now))
                 self._log(n.nodeid, f"{ev.kind.name.lower()} {ev.ring_id} members={list(ev.members)}"
                                     f" left={list(ev.left)} joined={list(ev.joined)}")
             elif isinstance(ev, StateChanged):
@@ -241,8 +244,10 @@ class Simulation:
         elif f.kind == "merge":
             self.net.partition = None
         elif f.kind in ("crash", "wipe"):
-            self._stop(self.nodes[f.nodes[0]], graceful=False)
-            self.nodes[f.nodes[0]].store = (RingSeqStore() if f.kind == "wipe" else self.nodes[f.nodes[0]].store)
+            n = self.nodes[f.nodes[0]]
+            self._stop(n, graceful=False)
+            if f.kind == "wipe":
+                n.store = RingSeqStore()
         elif f.kind == "leave":
             self._stop(self.nodes[f.nodes[0]], graceful=True)
         elif f.kind == "restart":

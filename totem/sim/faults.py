@@ -63,7 +63,7 @@ def make_schedule(rng: random.Random, nodeids: list[int], kinds: tuple[str, ...]
     for kind in ("loss", "dup", "reorder", "delay"):
         if kind in kinds and rng.random() < 0.7:
             strength = {"loss": rng.uniform(0.01, 0.15), "dup": rng.uniform(0.01, 0.2),
-                        "reorder": rng.uniform(0.05, 0.4), "delay": rng.uniform(0.002, 0.02)}[kind]
+                        "reorder": rng.uniform(0.05, 0.4), "delay": rng.uniform(0.001, 0.01)}[kind]
             faults.append(Fault(start + rng.random() * span * 0.3, kind, value=round(strength, 4)))
     discrete = [k for k in kinds if k in ("oneway", "partition", "crash", "wipe", "pause", "leave")]
     n_events = rng.randint(1, 4) if discrete else 0

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 class LinkModel:
     """How datagrams fare on the network; every probability is per datagram and destination."""
 
-    delay: float = 0.0005
-    """Base one-way delay in seconds."""
-    jitter: float = 0.0005
+    delay: float = 0.0002
+    """Base one-way delay in seconds. Keep it small against the (scaled) timers, as a
+    LAN is against corosync's: recovery of a large ring must fit well inside ``merge``."""
+    jitter: float = 0.0002
     """Extra uniform random delay; with reordering this is what lets datagrams overtake."""
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
     """Probability that a datagram is held back by up to ``reorder_delay``."""
-    reorder_delay: float = 0.01
+    reorder_delay: float = 0.003
 
 
 @dataclass

@@ -792,17 +792,21 @@ class SrpCore:
         elif sender in my_failed:
             pass
         else:
+            before = (len(self.my_proc_list), len(self.my_failed_list))
             self._merge(self.my_proc_list, j.proc_list)
             if self.my_id in failed:
                 self._merge(self.my_failed_list, (sender,))
             elif sender in self.my_memb_list:
-                if sender not in my_failed:
-                    self._merge(self.my_failed_list, j.failed_list)
-                else:  # pragma: no cover - excluded by the branch above, kept as corosync has it
-                    self._merge(self.my_failed_list,
-                                [n for n in j.failed_list if n not in self.my_memb_list])
-            self._gather_enter(now, "merge during join")
-            gather_entered = True
+                self._merge(self.my_failed_list, j.failed_list)
+            changed = before != (len(self.my_proc_list), len(self.my_failed_list))
+            # corosync re-enters GATHER here even when nothing changed (a sender outside
+            # my ring whose failed list I do not adopt). Two such nodes then answer each
+            # other's joins at network speed and restart their consensus timers forever;
+            # the simulator found that join storm. With unchanged lists the periodic join
+            # and the running consensus timer settle the disagreement instead.
+            if changed or self.state is not State.GATHER:
+                self._gather_enter(now, "merge during join")
+                gather_entered = True
         if not gather_entered and self.state is State.OPERATIONAL:
             self._gather_enter(now, "join during OPERATIONAL state")
 
@@ -869,13 +873,17 @@ class SrpCore:
         state = self.state
         if state is State.COMMIT:
             return
-        if state is State.OPERATIONAL:
-            self._messages_free(token.aru)
         if token.ring_id != self.my_ring_id:
             self._heartbeat(now, forward)
             return
         if seq_lte(token.token_seq, self.my_token_seq):
             return
+        if state is State.OPERATIONAL:
+            # corosync frees here for every token, retransmitted duplicates included; a
+            # duplicate is no new rotation, and freeing on it can drop messages that a
+            # partitioned member still needs in recovery (found by the simulator). Freeing
+            # is local, so doing it only for new tokens changes nothing on the wire.
+            self._messages_free(token.aru)
         self._last_token_rx = now
 
         if self.on_token_received is not None:
