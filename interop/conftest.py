@@ -1,0 +1,34 @@
+"""Interop tests run real corosync. Outside CI they skip (saying why) when corosync or
+root is missing; in CI (PYTOTEM_REQUIRE_INTEROP=1, set by .ci/run) they fail instead."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from interop.realcorosync import corosync_binary
+
+
+def _require(reason: str) -> None:
+    if os.environ.get("PYTOTEM_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"interop test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def corosync_available() -> str:
+    binary = corosync_binary()
+    if binary is None:
+        _require("corosync is not installed (apt-get install corosync)")
+    if os.geteuid() != 0:
+        _require("real corosync needs root")
+    return binary
+
+
+def pytest_collection_modifyitems(items):
+    # One corosync at a time: they share port 5405 on loopback and libqb's socket names.
+    for item in items:
+        if "interop" in str(item.fspath):
+            item.add_marker(pytest.mark.xdist_group("corosync"))
+            item.add_marker(pytest.mark.interop)
