@@ -1,0 +1,275 @@
+"""One totemd node on trio: the pure stack wired to the udpu transport, timers and logs.
+
+The protocol decisions all live in :class:`~totem.stack.TotemStack` (and the sync
+engine above it); this shell only moves datagrams between the socket and the stack,
+sleeps until the stack's next deadline, and turns events into corosync-style logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import trio
+
+from .log import NOTICE, subsystem
+from .net.udpu import UdpuTransport
+from .srp import (
+    Broadcast,
+    ConfigurationChanged,
+    ConfigurationKind,
+    LogMessage,
+    SrpConfig,
+    StateChanged,
+)
+from .stack import MessageReceived, TotemStack
+from .statefile import FileRingSeqStore, StateDirLock
+from .wire import WireError
+
+LOG_TOTEM = subsystem("TOTEM")
+LOG_MAIN = subsystem("MAIN")
+LOG_QUORUM = subsystem("QUORUM")
+
+_LEVELS = {"debug": 10, "info": 20, "notice": NOTICE, "warning": 30, "error": 40}
+MALFORMED_LOG_INTERVAL = 60.0
+"""A source of malformed datagrams is logged at most once per this many seconds."""
+
+
+@dataclass
+class NodeSettings:
+    nodeid: int
+    members: dict[int, str]
+    """nodeid -> ring0 address, the whole nodelist (this node included)."""
+    port: int = 5405
+    srp: SrpConfig = field(default_factory=SrpConfig)
+    state_dir: str = "/var/lib/corosync"
+    block_unlisted_ips: bool = True
+    cluster_name: str = ""
+
+    @property
+    def local_addr(self) -> str:
+        return self.members[self.nodeid]
+
+    @property
+    def control_path(self) -> Path:
+        return Path(self.state_dir) / "totemd.sock"
+
+
+class Node:
+    """A running node. ``await node.run()`` until cancelled or :meth:`stop` is called."""
+
+    def __init__(self, settings: NodeSettings, *, services: Any = None) -> None:
+        self.settings = settings
+        self.lock = StateDirLock(settings.state_dir)
+        self.store: FileRingSeqStore | None = None
+        self.stack: TotemStack | None = None
+        self.transport: UdpuTransport | None = None
+        self.services = services
+        """Optional layer above the ring (sync engine and services); it gets every
+        stack event and returns messages to send."""
+        self.malformed: dict[str, int] = {}
+        self._malformed_logged: dict[str, float] = {}
+        self._stopping = trio.Event()
+        self._stopped = trio.Event()
+        self.on_event: list[Callable[[Any], None]] = []
+        self.started_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the state directory and bind the socket (raises on failure)."""
+        s = self.settings
+        Path(s.state_dir).mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self.store = FileRingSeqStore(s.state_dir, s.nodeid)
+            self.stack = TotemStack(s.nodeid, s.srp, self.store, auto_trans_ack=self.services is None)
+            self.transport = UdpuTransport(s.local_addr, s.port, s.members,
+                                           block_unlisted=s.block_unlisted_ips)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.lock.release()
+        try:
+            self.settings.control_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def stop(self) -> None:
+        """Ask the node to send its LEAVE and return from :meth:`run`."""
+        self._stopping.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if self.stack is None:
+            self.open()
+        assert self.stack is not None and self.transport is not None
+        s = self.settings
+        LOG_TOTEM.info(f"Initializing transport (UDP/IP Unicast). bound to {s.local_addr}:{s.port}")
+        LOG_TOTEM.info(f"The network interface [{s.local_addr}] is now up.")
+        self.started_at = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._control_server)
+                self.stack.start(self._now())
+                await self._flush()
+                task_status.started()
+                nursery.start_soon(self._loop, nursery.cancel_scope)
+                await self._stopping.wait()
+                LOG_MAIN.log(NOTICE, "Node was shut down by a signal")
+                self.stack.leave(self._now())
+                await self._flush()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.close()
+            self._stopped.set()
+            LOG_MAIN.log(NOTICE, "Corosync Cluster Engine exiting normally")
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    async def _loop(self, scope: trio.CancelScope) -> None:
+        stack, transport = self.stack, self.transport
+        assert stack is not None and transport is not None
+        while True:
+            deadline = stack.get_timer()
+            with trio.move_on_at(deadline if deadline is not None else math.inf):
+                await transport.wait_readable()
+            batch = transport.drain()
+            if batch:
+                now = self._now()
+                for data, addr in batch:
+                    try:
+                        stack.receive_datagram(data, now)
+                    except WireError as exc:
+                        self._malformed(addr, exc)
+                    await self._flush()
+            deadline = stack.get_timer()
+            if deadline is not None and deadline <= self._now():
+                stack.handle_timer(self._now())
+                await self._flush()
+
+    def _malformed(self, addr: str, exc: WireError) -> None:
+        self.malformed[addr] = self.malformed.get(addr, 0) + 1
+        now = self._now()
+        last = self._malformed_logged.get(addr)
+        if last is None or now - last >= MALFORMED_LOG_INTERVAL:
+            self._malformed_logged[addr] = now
+            LOG_TOTEM.warning(f"Dropped a malformed datagram from {addr}: {exc} "
+                              f"({self.malformed[addr]} from this source so far)")
+
+    async def _flush(self) -> None:
+        stack, transport = self.stack, self.transport
+        assert stack is not None and transport is not None
+        while True:
+            for d in stack.datagrams_to_send():
+                if isinstance(d, Broadcast):
+                    await transport.broadcast(d.data)
+                else:
+                    await transport.send_to(d.nodeid, d.data)
+            ev = stack.next_event()
+            if ev is None:
+                return
+            self._handle_event(ev)
+
+    def _handle_event(self, ev: Any) -> None:
+        if isinstance(ev, LogMessage):
+            LOG_TOTEM.log(_LEVELS.get(ev.level, 20), ev.text)
+        elif isinstance(ev, ConfigurationChanged):
+            if ev.kind is ConfigurationKind.REGULAR:
+                LOG_QUORUM.log(NOTICE, f"Sync members[{len(ev.members)}]: " + " ".join(map(str, ev.members)))
+                if ev.joined:
+                    LOG_QUORUM.log(NOTICE, f"Sync joined[{len(ev.joined)}]: " + " ".join(map(str, ev.joined)))
+                if self.services is None:
+                    LOG_QUORUM.log(NOTICE, f"Members[{len(ev.members)}]: " + " ".join(map(str, ev.members)))
+                    LOG_MAIN.log(NOTICE, "Completed service synchronization, ready to provide service.")
+            elif ev.left:
+                LOG_QUORUM.log(NOTICE, f"Sync left[{len(ev.left)}]: " + " ".join(map(str, ev.left)))
+        elif isinstance(ev, StateChanged):
+            LOG_TOTEM.debug(f"entering {ev.new.name} state ({ev.reason}).")
+        for cb in self.on_event:
+            cb(ev)
+        if self.services is not None:
+            for groups, body in self.services.on_event(ev):
+                assert self.stack is not None
+                self.stack.send(groups, body)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        stack = self.stack
+        assert stack is not None and self.transport is not None
+        srp = stack.srp
+        t = self.transport.stats
+        return {
+            "nodeid": self.settings.nodeid,
+            "cluster_name": self.settings.cluster_name,
+            "pid": os.getpid(),
+            "state": srp.state.name,
+            "ring_id": {"rep": srp.ring_id.rep, "seq": srp.ring_id.seq},
+            "members": list(srp.members),
+            "uptime": round(self._now() - self.started_at, 3),
+            "stats": {"srp": dict(srp.stats),
+                      "pg": dict(stack.pg_in.stats),
+                      "transport": {"rx": t.rx, "tx": t.tx, "tx_errors": t.tx_errors,
+                                    "rejected_unlisted": t.rejected_unlisted},
+                      "malformed": dict(self.malformed)},
+            "timers": {k: round(v - self._now(), 3) for k, v in srp._timers.items()},
+            "config": {"token": srp.config.token, "consensus": srp.config.consensus,
+                       "token_retransmit": srp.config.token_retransmit, "hold": srp.config.hold,
+                       "join": srp.config.join, "merge": srp.config.merge},
+        }
+
+    async def _control_server(self) -> None:
+        path = self.settings.control_path
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(str(path))
+        os.chmod(path, 0o660)
+        sock.listen(8)
+        listener = trio.SocketListener(sock)
+        async with listener:
+            await trio.serve_listeners(self._control_client, [listener])
+
+    async def _control_client(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            with trio.move_on_after(5):
+                request = b""
+                while not request.endswith(b"\n") and len(request) < 4096:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                command = request.decode(errors="replace").strip()
+                if command == "status":
+                    reply = self.status()
+                else:
+                    reply = {"error": f"unknown command {command!r}"}
+                await stream.send_all(json.dumps(reply).encode() + b"\n")
+
+
+async def query(path: str | Path, command: str = "status", timeout: float = 5.0) -> dict[str, Any]:
+    """Ask a running totemd over its control socket."""
+    with trio.fail_after(timeout):
+        stream = await trio.open_unix_socket(str(path))
+        async with stream:
+            await stream.send_all(command.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                data += chunk
+    return json.loads(data)
