@@ -72,29 +72,61 @@ class RealCorosync:
         state = self.workdir / "state"
         state.mkdir(exist_ok=True)
         self.conffile.write_text(udpu_config(self.nodes, state, self.logfile, token=self.token))
+        # A private mount namespace with its own /run and /dev/shm: corosync's pid lock
+        # and libqb's shared memory files then cannot clash with another corosync.
+        script = ("mount --make-rprivate / && mount -t tmpfs tmpfs /run && "
+                  "mount -t tmpfs tmpfs /dev/shm && exec \"$0\" -f -c \"$1\"")
+        argv = ["unshare", "--mount", "--fork", "sh", "-c", script, binary, str(self.conffile)]
+        if shutil.which("unshare") is None or os.geteuid() != 0:
+            argv = [binary, "-f", "-c", str(self.conffile)]
         self.proc = subprocess.Popen(
-            [binary, "-f", "-c", str(self.conffile)],
+            argv,
             stdout=subprocess.DEVNULL, stderr=open(self.workdir / "stderr", "wb"),
             start_new_session=True,
         )
 
     def stop(self) -> None:
-        """SIGTERM (corosync sends its LEAVE), then SIGKILL if it lingers."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+        """SIGTERM to the whole process group (corosync sends its LEAVE), then SIGKILL."""
+        self._signal_group(signal.SIGTERM)
+        if not self._wait_group(5):
+            self._signal_group(signal.SIGKILL)
+            self._wait_group(5)
 
     def kill(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.kill()
-            p.wait(5)
+        self._signal_group(signal.SIGKILL)
+        self._wait_group(5)
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_group(self, timeout: float) -> bool:
+        """Wait until no process of the group is left (corosync runs under unshare)."""
+        if self.proc is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                self.proc.wait()
+                return True
+            time.sleep(0.02)
+        return False
+
+    def running(self) -> bool:
+        if self.proc is None:
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def log(self) -> str:
         try:
@@ -110,8 +142,8 @@ class RealCorosync:
             m = rx.search(self.log(), after)
             if m:
                 return m
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"corosync exited ({self.proc.returncode}) before logging "
+            if self.proc is not None and not self.running():
+                raise AssertionError(f"corosync exited ({self.proc.poll()}) before logging "
                                      f"{pattern!r}:\n{self.log()[-3000:]}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"corosync did not log {pattern!r} within {timeout}s:\n"

@@ -1,0 +1,3 @@
+"""pytotem: a corosync-compatible cluster messaging layer."""
+
+__version__ = "0.1.0"
