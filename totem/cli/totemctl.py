@@ -1,4 +1,4 @@
-"""totemctl: the operator's tool (decode captures; more subcommands join later)."""
+"""totemctl: the operator's tool (decode captures, run the simulator; more subcommands join later)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Sequence
 
 from ..capture import CaptureError, read_datagrams
 from ..dissect import dissect, summary
+from ..sim.faults import FAULT_KINDS, parse_kinds
+from ..sim.runner import parse_range, sweep
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -49,6 +51,24 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    try:
+        kinds = parse_kinds(args.faults)
+        nodes_range = parse_range(args.nodes_range) if args.nodes_range is not None else None
+    except ValueError as exc:
+        print(f"totemctl sim: {exc}", file=sys.stderr)
+        return 2
+    if args.seeds < 1 or (args.nodes is not None and args.nodes < 1):
+        print("totemctl sim: --seeds and --nodes must be at least 1", file=sys.stderr)
+        return 2
+    nodes = args.nodes if args.nodes is not None else 3
+    seeds = range(args.seed, args.seed + args.seeds)
+    try:
+        return sweep(seeds, nodes, nodes_range, kinds, sys.stdout, verbose=args.verbose)
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="totemctl", description="pytotem operator tool")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--json", action="store_true", help="one JSON object per datagram")
     dec.add_argument("--port", type=int, default=5405, help="totem port (default 5405)")
     dec.set_defaults(func=_decode)
+    sim = sub.add_parser("sim", help="run seeded simulations with random faults and check the invariants",
+                         description="Run seeds S..S+K-1 on the deterministic simulator, check every "
+                                     "invariant, print each violating run (seed, violations, fault "
+                                     "schedule, trace tail, replay command) and a summary. Exit status "
+                                     "1 if any run broke an invariant.")
+    sizes = sim.add_mutually_exclusive_group()
+    sizes.add_argument("--nodes", type=int, default=None, help="nodes per run (default 3)")
+    sizes.add_argument("--nodes-range", metavar="A-B",
+                       help="node count per seed from A to B: A + seed %% (B-A+1)")
+    sim.add_argument("--seeds", type=int, default=100, help="number of runs (default 100)")
+    sim.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sim.add_argument("--faults", default="all",
+                     help="'all' (default), 'none' or a comma list of: " + ",".join(FAULT_KINDS))
+    sim.add_argument("--verbose", "-v", action="store_true", help="one line per run")
+    sim.set_defaults(func=_sim)
     return parser
 
 
