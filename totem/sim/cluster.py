@@ -27,6 +27,7 @@ from ..srp import (
     StateChanged,
 )
 from ..stack import MessageReceived, TotemStack
+from ..statefile import fresh_ring_seq
 from ..wire import RingId
 from .faults import FAULT_KINDS, Fault, make_schedule
 from .network import LinkModel, VirtualNetwork
@@ -92,7 +93,8 @@ class SimResult:
 
 
 class _Node:
-    __slots__ = ("nodeid", "inc", "stack", "store", "record", "paused_until", "inbox", "up", "counter")
+    __slots__ = ("nodeid", "inc", "stack", "store", "record", "paused_until", "inbox", "up", "counter",
+                 "wiped")
 
     def __init__(self, nodeid: int) -> None:
         self.nodeid = nodeid
@@ -104,6 +106,7 @@ class _Node:
         self.inbox: deque[tuple[int, bytes]] = deque()
         self.up = False
         self.counter = 0
+        self.wiped = False
 
 
 class Simulation:
@@ -141,7 +144,7 @@ class Simulation:
     # -- node lifecycle ----------------------------------------------------------------
 
     def _start(self, n: _Node) -> None:
-        wiped = n.inc > 0 and n.store.load() == 0
+        wiped, n.wiped = n.wiped, False
         n.inc += 1
         n.stack = TotemStack(n.nodeid, self.srp_config, n.store)
         n.record = NodeRecord((n.nodeid, n.inc), started=self.now, wiped=wiped)
@@ -247,7 +250,9 @@ class Simulation:
             n = self.nodes[f.nodes[0]]
             self._stop(n, graceful=False)
             if f.kind == "wipe":
-                n.store = RingSeqStore()
+                # what totemd does without its ringid file: start from the clock
+                n.store = RingSeqStore(fresh_ring_seq(self.now))
+                n.wiped = True
         elif f.kind == "leave":
             self._stop(self.nodes[f.nodes[0]], graceful=True)
         elif f.kind == "restart":

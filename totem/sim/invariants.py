@@ -50,46 +50,25 @@ def _integrity(r: SimResult) -> list[Violation]:
     return out
 
 
-def _ring_identity(r: SimResult):
-    """A function (ring id, time) -> identity of that ring.
-
-    A node whose ring seq store was wiped starts counting again and may reuse ring
-    ids it created before (so does corosync: that is why it keeps ``ringid_<nodeid>``).
-    Rings represented by such a node are told apart by the representative's epoch:
-    how many wiped restarts it had when the ring was installed.
-    """
-    wipes: dict[int, list[float]] = defaultdict(list)
-    for rec in r.records.values():
-        if rec.wiped:
-            wipes[rec.key[0]].append(rec.started)
-
-    def identity(ring, at: float):
-        times = wipes.get(ring.rep)
-        return (ring, sum(1 for t in times if t <= at)) if times else (ring, 0)
-
-    return identity
-
-
 def _rings(r: SimResult) -> list[Violation]:
     out = []
     members_of: dict = {}
-    identity = _ring_identity(r)
     for key, rec in r.records.items():
         last = None
         for entry in rec.history:
             if entry[0] != "conf" or entry[1] is not ConfigurationKind.REGULAR:
                 continue
-            ring, members = identity(entry[2], entry[4]), frozenset(entry[3])
+            ring, members = entry[2], frozenset(entry[3])
             if ring in members_of and members_of[ring] != members:
                 out.append(Violation("ring agreement",
-                                     f"ring {ring[0]} installed with members {sorted(members_of[ring])} "
+                                     f"ring {ring} installed with members {sorted(members_of[ring])} "
                                      f"and {sorted(members)} (node {key})"))
             members_of.setdefault(ring, members)
             if key[0] not in members:
-                out.append(Violation("ring agreement", f"node {key} installed ring {ring[0]} without itself"))
-            if last is not None and ring[0].seq <= last.seq:
-                out.append(Violation("ring order", f"node {key} installed ring {ring[0]} after {last}"))
-            last = ring[0]
+                out.append(Violation("ring agreement", f"node {key} installed ring {ring} without itself"))
+            if last is not None and ring.seq <= last.seq:
+                out.append(Violation("ring order", f"node {key} installed ring {ring} after {last}"))
+            last = ring
     return out
 
 
@@ -134,7 +113,7 @@ def _straddling(r: SimResult) -> set[MsgId]:
     return {e[1] for rec in r.records.values() for e in rec.history if e[0] == "msg" and e[2]}
 
 
-def _segments(rec, exclude: set[MsgId], identity) -> list[tuple]:
+def _segments(rec, exclude: set[MsgId]) -> list[tuple]:
     """(regular ring, messages delivered in it and its transitional, next regular ring)."""
     segs = []
     current = None
@@ -144,7 +123,7 @@ def _segments(rec, exclude: set[MsgId], identity) -> list[tuple]:
             if e[1] not in exclude:
                 msgs.append(e[1])
         elif e[1] is ConfigurationKind.REGULAR:
-            ring = identity(e[2], e[4])
+            ring = e[2]
             if current is not None:
                 segs.append((current, frozenset(msgs), ring))
             current = ring
@@ -163,17 +142,16 @@ def _same_set(r: SimResult) -> list[Violation]:
     out = []
     groups: dict = defaultdict(list)
     exclude = _straddling(r)
-    identity = _ring_identity(r)
     for key, rec in r.records.items():
-        for ring, msgs, nxt in _segments(rec, exclude, identity):
+        for ring, msgs, nxt in _segments(rec, exclude):
             groups[(ring, nxt)].append((key, msgs))
     for (ring, nxt), members in groups.items():
         first_key, first = members[0]
         for key, msgs in members[1:]:
             if msgs != first:
                 diff = sorted(first ^ msgs)[:5]
-                out.append(Violation("same set", f"nodes {first_key} and {key} moved from ring {ring[0]} to "
-                                                 f"{nxt[0]} but delivered different messages in {ring[0]}, "
+                out.append(Violation("same set", f"nodes {first_key} and {key} moved from ring {ring} to "
+                                                 f"{nxt} but delivered different messages in {ring}, "
                                                  f"e.g. {diff}"))
     return out
 

@@ -692,6 +692,15 @@ class SrpCore:
             else:
                 self.stats["rx_msg_dropped"] += 1
             return
+        if self.state is State.RECOVERY and m.encapsulated != Mcast.ENCAPSULATED:
+            # A new-ring message from a node already OPERATIONAL. corosync stores it in
+            # the regular queue, which still holds the old ring's messages under the same
+            # seq numbers: if this recovery then fails, the old ring's recovery later
+            # treats it as an old-ring message (found by the simulator: same-set and
+            # agreed-order violations). It is fetched again by retransmission once this
+            # node is OPERATIONAL, as corosync fetches it after discarding it on entry.
+            self.stats["rx_msg_dropped"] += 1
+            return
         seq = m.seq
         if sq.in_range(seq) and not sq.inuse(seq):
             sq.add(seq, _Stored(raw, m))
