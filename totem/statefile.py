@@ -11,6 +11,18 @@ from pathlib import Path
 from .srp import RingSeqStore
 
 
+def fresh_ring_seq(now: float | None = None) -> int:
+    """The ring seq of a node without a stored one: 4 x the Unix time in milliseconds.
+
+    corosync starts such a node at 0, so a node whose state directory was lost can
+    reuse ring ids it created before and mistake another ring's token for its own.
+    Starting from the clock makes that impossible unless the cluster formed more than
+    one ring per millisecond over its whole life; nothing on the wire changes (ring
+    seqs are 64-bit and every node adopts the highest it has seen).
+    """
+    return int((time.time() if now is None else now) * 1000) * 4
+
+
 class StateDirLocked(RuntimeError):
     pass
 
@@ -32,17 +44,6 @@ class FileRingSeqStore(RingSeqStore):
             return fresh_ring_seq()
         return struct.unpack("=Q", data[:8])[0]
 
-
-def fresh_ring_seq(now: float | None = None) -> int:
-    """The ring seq of a node without a stored one: 4 x the Unix time in milliseconds.
-
-    corosync starts such a node at 0, so a node whose state directory was lost can
-    reuse ring ids it created before and mistake another ring's token for its own.
-    Starting from the clock makes that impossible unless the cluster formed more than
-    one ring per millisecond over its whole life; nothing on the wire changes (ring
-    seqs are 64-bit and every node adopts the highest it has seen).
-    """
-    return int((time.time() if now is None else now) * 1000) * 4
 
     def save(self, seq: int) -> None:
         super().save(seq)
