@@ -575,6 +575,12 @@ class SrpCore:
         self.my_high_seq_received = SEQNO_START_MSG
         self.my_install_seq = SEQNO_START_MSG
         self.last_released = SEQNO_START_MSG
+        # corosync resets these two only on entering OPERATIONAL; after a failed
+        # recovery the stale counts let a node declare this recovery finished rotations
+        # early, before the encapsulated messages reached it, and the ring then stalls
+        # with that node's aru stuck below them (simulator seed 782).
+        self.my_retrans_flg_count = 0
+        self.my_rotation_counter = 0
         self._reset_token_timeout(now)
         self._reset_token_retransmit_timeout(now)
         self._set_state(State.RECOVERY, "commit token completed its rotation")
