@@ -69,6 +69,49 @@ def _sim(args: argparse.Namespace) -> int:
         return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import trio
+
+    from ..node import query
+
+    path = args.socket
+    if path is None:
+        from ..config import ConfigError, load
+
+        try:
+            cfg = load(args.config, local_node=args.node)
+        except (ConfigError, OSError) as exc:
+            print(f"totemctl status: {exc}", file=sys.stderr)
+            return 2
+        path = f"{cfg.state_dir}/totemd.sock"
+    try:
+        st = trio.run(query, path)
+    except (OSError, trio.TooSlowError, ValueError) as exc:
+        print(f"totemctl status: cannot reach totemd at {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+        return 0
+    ring = st["ring_id"]
+    print(f"Local node ID {st['nodeid']}, cluster '{st['cluster_name']}', state {st['state']}")
+    print(f"Ring ID {ring['rep']:x}.{ring['seq']:x}, members: {' '.join(map(str, st['members']))}")
+    srp = st["stats"]["srp"]
+    keys = ("orf_token_rx", "orf_token_tx", "mcast_tx", "mcast_rx", "mcast_retx", "memb_join_tx",
+            "memb_join_rx", "operational_entered", "gather_entered", "operational_token_lost",
+            "consensus_timeouts", "rx_msg_dropped")
+    print("stats.srp: " + ", ".join(f"{k} {srp.get(k, 0)}" for k in keys))
+    t = st["stats"]["transport"]
+    bad = sum(st["stats"]["malformed"].values())
+    print(f"transport: rx {t['rx']} tx {t['tx']} rejected_unlisted {t['rejected_unlisted']} malformed {bad}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(port=args.port, token=args.token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="totemctl", description="pytotem operator tool")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'all' (default), 'none' or a comma list of: " + ",".join(FAULT_KINDS))
     sim.add_argument("--verbose", "-v", action="store_true", help="one line per run")
     sim.set_defaults(func=_sim)
+    st = sub.add_parser("status", help="ring, members and counters of a running totemd")
+    st.add_argument("-c", "--config", default="/etc/corosync/corosync.conf",
+                    help="corosync.conf of the daemon (its state_dir holds the control socket)")
+    st.add_argument("--node", help="which nodelist entry, when several daemons share a host")
+    st.add_argument("--socket", help="the daemon's control socket (instead of -c)")
+    st.add_argument("--json", action="store_true", help="everything, as JSON")
+    st.set_defaults(func=_status)
+    demo = sub.add_parser("demo", help="three totemd daemons on 127.0.0.1-3: a ring, a crash, a rejoin")
+    demo.add_argument("--port", type=int, default=5405, help="totem port (default 5405)")
+    demo.add_argument("--token", type=int, default=None, help="token timeout in ms (corosync's default if absent)")
+    demo.set_defaults(func=_demo)
     return parser
 
 
