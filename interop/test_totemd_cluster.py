@@ -1,0 +1,82 @@
+"""Rings of real totemd processes, each in its own network, mount and UTS namespace.
+
+Token 1000 ms (consensus 1200 ms) keeps the failure-detection tests short; the
+timings asserted are corosync's: a SIGKILLed node is noticed after token + consensus,
+a gracefully stopped one at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from interop.cluster import Cluster, totemd_available
+
+TOKEN = 1000
+
+
+@pytest.fixture
+def totemd_ok(corosync_available):
+    reason = totemd_available()
+    if reason is not None:
+        pytest.fail(f"totemd cannot run: {reason}")
+
+
+def wait_ring(c: Cluster, nodes, timeout=20.0):
+    nodes = sorted(nodes)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = {n: c.status(n) for n in nodes}
+        except Exception:  # noqa: BLE001 - a daemon still starting up
+            st = {}
+        if st and all(s["state"] == "OPERATIONAL" and s["members"] == nodes for s in st.values()) \
+                and len({(s["ring_id"]["rep"], s["ring_id"]["seq"]) for s in st.values()}) == 1:
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"nodes {nodes} did not form one ring: " +
+                         "; ".join(f"{n}: {c.logs(n)[-400:]}" for n in nodes))
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_totemd_rings_form(totemd_ok, tmp_path, size):
+    with Cluster(tmp_path, kinds=("totemd",) * size, token=TOKEN) as c:
+        st = wait_ring(c, range(1, size + 1))
+        assert st[1]["ring_id"]["rep"] == 1
+        for n in range(1, size + 1):
+            c.wait_log(n, rf"Members\[{size}\]: " + " ".join(map(str, range(1, size + 1))), 10)
+
+
+def test_sigkill_is_noticed_after_token_plus_consensus_and_the_node_rejoins(totemd_ok, tmp_path):
+    with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN) as c:
+        wait_ring(c, [1, 2, 3])
+        killed = time.monotonic()
+        c.kill(3)
+        wait_ring(c, [1, 2], timeout=15)
+        took = time.monotonic() - killed
+        consensus = 1.2 * (TOKEN + 650)  # token is scaled by token_coefficient for 3 nodes
+        assert (TOKEN + 650) / 1000 + consensus / 1000 - 0.8 <= took <= (TOKEN + 650 + consensus) / 1000 + 1.5, took
+        c.wait_log(1, r"A processor failed, forming new configuration: token timed out", 5)
+        c.start(3)
+        wait_ring(c, [1, 2, 3])
+
+
+def test_graceful_stop_is_seen_within_a_second(totemd_ok, tmp_path):
+    with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN) as c:
+        wait_ring(c, [1, 2, 3])
+        t0 = time.monotonic()
+        c.stop(2)
+        wait_ring(c, [1, 3], timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        assert "Failed to receive the leave message" not in c.logs(1)
+
+
+def test_partition_3_2_heals_into_one_ring(totemd_ok, tmp_path):
+    with Cluster(tmp_path, kinds=("totemd",) * 5, token=TOKEN) as c:
+        wait_ring(c, [1, 2, 3, 4, 5])
+        c.partition([[1, 2, 3], [4, 5]])
+        wait_ring(c, [1, 2, 3], timeout=20)
+        wait_ring(c, [4, 5], timeout=20)
+        c.heal_all()
+        wait_ring(c, [1, 2, 3, 4, 5], timeout=30)
