@@ -26,8 +26,10 @@ from .srp import (
     SrpConfig,
     StateChanged,
 )
+from .services import ServiceLog, default_services
 from .stack import MessageReceived, TotemStack
 from .statefile import FileRingSeqStore, StateDirLock
+from .sync import SyncCompleted, SyncEngine
 from .wire import WireError
 
 LOG_TOTEM = subsystem("TOTEM")
@@ -49,6 +51,11 @@ class NodeSettings:
     state_dir: str = "/var/lib/corosync"
     block_unlisted_ips: bool = True
     cluster_name: str = ""
+    votes: int = 1
+    expected_votes: int | None = None
+    """votequorum's expected votes; the sum of the nodelist's votes when None."""
+    sync: bool = True
+    """Run corosync's service synchronisation (needed in rings with real corosync nodes)."""
 
     @property
     def local_addr(self) -> str:
@@ -62,15 +69,14 @@ class NodeSettings:
 class Node:
     """A running node. ``await node.run()`` until cancelled or :meth:`stop` is called."""
 
-    def __init__(self, settings: NodeSettings, *, services: Any = None) -> None:
+    def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.lock = StateDirLock(settings.state_dir)
         self.store: FileRingSeqStore | None = None
         self.stack: TotemStack | None = None
         self.transport: UdpuTransport | None = None
-        self.services = services
-        """Optional layer above the ring (sync engine and services); it gets every
-        stack event and returns messages to send."""
+        self.sync: SyncEngine | None = None
+        """corosync's service synchronisation with the default services above the ring."""
         self.malformed: dict[str, int] = {}
         self._malformed_logged: dict[str, float] = {}
         self._stopping = trio.Event()
@@ -87,7 +93,11 @@ class Node:
         self.lock.acquire()
         try:
             self.store = FileRingSeqStore(s.state_dir, s.nodeid)
-            self.stack = TotemStack(s.nodeid, s.srp, self.store, auto_trans_ack=self.services is None)
+            self.stack = TotemStack(s.nodeid, s.srp, self.store, auto_trans_ack=not s.sync)
+            if s.sync:
+                expected = s.expected_votes or len(s.members) * s.votes
+                self.sync = SyncEngine(s.nodeid, default_services(s.nodeid, expected, s.votes),
+                                       room=self.stack.room)
             self.transport = UdpuTransport(s.local_addr, s.port, s.members,
                                            block_unlisted=s.block_unlisted_ips)
         except BaseException:
@@ -157,6 +167,10 @@ class Node:
             if deadline is not None and deadline <= self._now():
                 stack.handle_timer(self._now())
                 await self._flush()
+            if self.sync is not None and self.sync.wants_poll:
+                self._send_all(self.sync.poll())
+                self._sync_events()
+                await self._flush()
 
     def _malformed(self, addr: str, exc: WireError) -> None:
         self.malformed[addr] = self.malformed.get(addr, 0) + 1
@@ -184,24 +198,45 @@ class Node:
     def _handle_event(self, ev: Any) -> None:
         if isinstance(ev, LogMessage):
             LOG_TOTEM.log(_LEVELS.get(ev.level, 20), ev.text)
-        elif isinstance(ev, ConfigurationChanged):
+        elif isinstance(ev, ConfigurationChanged) and self.sync is None:
+            # without the sync engine (and its quorum service, which logs these), say
+            # what corosync would say at once
             if ev.kind is ConfigurationKind.REGULAR:
                 LOG_QUORUM.log(NOTICE, f"Sync members[{len(ev.members)}]: " + " ".join(map(str, ev.members)))
                 if ev.joined:
                     LOG_QUORUM.log(NOTICE, f"Sync joined[{len(ev.joined)}]: " + " ".join(map(str, ev.joined)))
-                if self.services is None:
-                    LOG_QUORUM.log(NOTICE, f"Members[{len(ev.members)}]: " + " ".join(map(str, ev.members)))
-                    LOG_MAIN.log(NOTICE, "Completed service synchronization, ready to provide service.")
+                LOG_QUORUM.log(NOTICE, f"Members[{len(ev.members)}]: " + " ".join(map(str, ev.members)))
+                LOG_MAIN.log(NOTICE, "Completed service synchronization, ready to provide service.")
             elif ev.left:
                 LOG_QUORUM.log(NOTICE, f"Sync left[{len(ev.left)}]: " + " ".join(map(str, ev.left)))
         elif isinstance(ev, StateChanged):
             LOG_TOTEM.debug(f"entering {ev.new.name} state ({ev.reason}).")
         for cb in self.on_event:
             cb(ev)
-        if self.services is not None:
-            for groups, body in self.services.on_event(ev):
-                assert self.stack is not None
-                self.stack.send(groups, body)
+        if self.sync is not None:
+            self._send_all(self.sync.handle(ev))
+            self._sync_events()
+
+    def _send_all(self, out) -> None:
+        stack = self.stack
+        assert stack is not None
+        for o in out:
+            if not stack.send(o.groups, o.body):
+                raise AssertionError("the sync engine's room check let through what send refused")
+
+    def _sync_events(self) -> None:
+        sync, stack = self.sync, self.stack
+        assert sync is not None and stack is not None
+        while (ev := sync.next_event()) is not None:
+            if isinstance(ev, ServiceLog):
+                if ev.text.startswith("Completed service synchronization"):
+                    members = sync.members
+                    LOG_QUORUM.log(NOTICE, f"Members[{len(members)}]: " + " ".join(map(str, members)))
+                subsystem(ev.subsys).log(_LEVELS.get(ev.level, 20), ev.text)
+            elif isinstance(ev, SyncCompleted):
+                stack.trans_ack()
+            for cb in self.on_event:
+                cb(ev)
 
     # -- status ------------------------------------------------------------------------
 

@@ -96,6 +96,11 @@ class TotemStack:
         room = self.config.frame_max - 10
         return size // room + 1
 
+    def room(self, sizes: Sequence[int]) -> bool:
+        """Whether messages of these sizes (bodies) would all be accepted by :meth:`send` now."""
+        frames = sum(self.frames_needed(s) for s in sizes)
+        return frames + self.pg_out.pending_frames + len(sizes) <= self.srp.avail()
+
     def send(self, groups: Sequence[bytes], body: bytes | Sequence[bytes]) -> bool:
         """Queue one message for agreed delivery to ``groups``; False if the queue is full."""
         size = len(body) if isinstance(body, bytes) else sum(len(b) for b in body)

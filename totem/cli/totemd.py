@@ -45,7 +45,9 @@ def load_settings(path: str, node: str | None):
         srp=cfg.srp,
         state_dir=cfg.state_dir,
         block_unlisted_ips=cfg.block_unlisted_ips,
-        cluster_name=cfg.cluster_name,
+        cluster_name=cfg.cluster_name or "",
+        votes=cfg.local.votes,
+        expected_votes=cfg.quorum.expected_votes or sum(n.votes for n in cfg.nodes),
     )
     lg = cfg.logging
     log = LogSettings(to_stderr=lg.to_stderr, to_logfile=lg.to_logfile, logfile=lg.logfile,
