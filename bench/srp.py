@@ -31,7 +31,9 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_model  # noqa: E402
 from totem.sim import LinkModel, SimConfig, Simulation, check  # noqa: E402
 from totem.sim.cluster import _APP_HEADER, GROUP  # noqa: E402
 
@@ -94,17 +96,6 @@ def bench(nodes: int, size: int, loss: float) -> dict:
     return {"nodes": nodes, "size": size, "loss": loss, "sent": len(result.sent), "unique": len(unique),
             "deliveries": deliveries, "cpu": cpu, "sim": result.virtual_seconds, "refused": sim.refused,
             "ok": not violations, "violations": violations}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

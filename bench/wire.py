@@ -16,7 +16,9 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import cpu_model  # noqa: E402
 from totem.wire import (  # noqa: E402
     Mcast,
     MembCommitToken,
@@ -30,17 +32,6 @@ from totem.wire import (  # noqa: E402
 )
 
 REPEAT = 5
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cases():

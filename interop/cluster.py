@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from interop.netns import PREFIX, Holder, Network, node_addr, sweep_stale
+from interop.netns import PREFIX, Holder, Network, kill_group, node_addr, sweep_stale
 from interop.realcorosync import NodeSpec, corosync_binary, udpu_config
 
 KINDS = ("corosync", "totemd")
@@ -236,19 +236,7 @@ class Cluster:
         with _live_lock:
             _live.discard(self)
 
-    @staticmethod
-    def _kill_proc(p: subprocess.Popen | None) -> None:
-        if p is None:
-            return
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+    _kill_proc = staticmethod(kill_group)
 
     @property
     def nodeids(self) -> list[int]:

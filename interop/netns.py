@@ -286,15 +286,19 @@ class Holder:
         return argv + ["--"]
 
     def stop(self) -> None:
-        p = self.proc
-        if p is None:
-            return
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group(self.proc)
+
+
+def kill_group(p: subprocess.Popen | None) -> None:
+    """SIGKILL a process started with its own session, and reap it."""
+    if p is None:
+        return
+    if p.poll() is None:
         try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
