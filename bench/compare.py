@@ -12,7 +12,6 @@ ends with totemd/corosync ratios (below 1 means totemd is faster or smaller).
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import sys
 import tempfile

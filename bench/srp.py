@@ -24,7 +24,6 @@ cost per ordered message, retransmissions and membership work included.
 from __future__ import annotations
 
 import platform
-import struct
 import sys
 import time
 import zlib

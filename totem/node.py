@@ -27,7 +27,7 @@ from .srp import (
     StateChanged,
 )
 from .services import ServiceLog, default_services
-from .stack import MessageReceived, TotemStack
+from .stack import TotemStack
 from .statefile import FileRingSeqStore, StateDirLock
 from .sync import SyncCompleted, SyncEngine
 from .wire import WireError

@@ -8,7 +8,6 @@ also on Ctrl-C.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket

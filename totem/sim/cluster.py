@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from ..srp import (
     Broadcast,
     ConfigurationChanged,
-    ConfigurationKind,
     LogMessage,
     RingSeqStore,
     SrpConfig,

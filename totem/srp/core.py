@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..wire import (
-    MCAST_HEADER_SIZE,
     Mcast,
     MembCommitToken,
     MembEntry,
