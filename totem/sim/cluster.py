@@ -53,8 +53,23 @@ class SimConfig:
     large_max: int = 64 * 1024
     settle: float | None = None
     """Seconds after healing that liveness may take; derived from the timers if None."""
-    link: LinkModel = field(default_factory=LinkModel)
+    link: LinkModel | None = None
+    """The healthy network; by default LAN-like for the ring size (see :meth:`healthy_link`)."""
     trace_len: int = 400
+
+    def healthy_link(self) -> LinkModel:
+        """The link model outside faults.
+
+        The timers are scaled down, so the links must be too: a large ring's recovery
+        (four token rotations) has to fit well inside ``merge`` as it does on a LAN with
+        corosync's real timers, or merge detects keep interrupting recoveries and the
+        simulation measures its own time scale rather than the protocol.
+        """
+        if self.link is not None:
+            return self.link
+        k = min(1.0, 8 / self.nodes)
+        base = LinkModel()
+        return LinkModel(delay=base.delay * k, jitter=base.jitter * k)
 
 
 Incarnation = tuple[int, int]
@@ -112,7 +127,7 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.cfg = config
         self.rng = random.Random(config.seed)
-        self.net = VirtualNetwork(random.Random(self.rng.getrandbits(64)), LinkModel(**vars(config.link)))
+        self.net = VirtualNetwork(random.Random(self.rng.getrandbits(64)), config.healthy_link())
         self.app_rng = random.Random(self.rng.getrandbits(64))
         self.srp_config = SrpConfig.derive(config.nodes).scaled(config.timer_scale)
         self.nodeids = list(range(1, config.nodes + 1))
@@ -264,7 +279,7 @@ class Simulation:
                 n.paused_until = self.now + f.value
                 self._push(n.paused_until, "resume", n.nodeid)
         elif f.kind == "heal":
-            self.net.model = LinkModel(**vars(self.cfg.link))
+            self.net.model = self.cfg.healthy_link()
             self.net.partition = None
             self.net.cut.clear()
             for n in self.nodes.values():
