@@ -751,3 +751,21 @@ def test_replay_3node_join_capture_as_joining_node_3():
     assert c == [(T, RingId(3, 5), (3,), (), ()), (R, RingId(3, 5), (3,), (), ()),
                  (T, RingId(1, 13), (3,), (), ()), (R, RingId(1, 13), (1, 2, 3), (), (1, 2))]
     assert core.ring_id == RingId(1, 13) and core.store.seq == 13
+
+
+def test_send_join_spreads_joins_over_a_random_delay():
+    """send_join (ms): each join waits a random 0..send_join ms, as corosync sleeps before
+    sending it; a ring still forms, and no join leaves before its gather started."""
+    from totem.srp import Broadcast, SrpConfig, SrpCore
+    from totem.wire import MembJoin, parse_untrusted
+
+    cfg = SrpConfig.derive(2, send_join=80)
+    core = SrpCore(1, cfg)
+    core.start(0.0)
+    assert core.datagrams_to_send() == [], "the first join waits"
+    deadline = core.get_timer()
+    assert 0.0 <= deadline <= 0.080
+    core.handle_timer(deadline)
+    joins = [d for d in core.datagrams_to_send()
+             if isinstance(d, Broadcast) and isinstance(parse_untrusted(d.data), MembJoin)]
+    assert len(joins) == 1

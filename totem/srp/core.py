@@ -16,6 +16,7 @@ token hold and merge detection, and every timer.
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -74,8 +75,8 @@ class _Stored:
 
 
 # timer names, in the order they fire when due at the same instant
-_TIMERS = ("pause", "token_retransmit", "hold", "merge", "join", "consensus", "token", "token_warning",
-           "heartbeat")
+_TIMERS = ("pause", "token_retransmit", "hold", "merge", "send_join", "join", "consensus", "token",
+           "token_warning", "heartbeat")
 
 
 class SrpCore:
@@ -88,6 +89,7 @@ class SrpCore:
         store: RingSeqStore | None = None,
         *,
         on_token_received: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not 0 < nodeid <= SEQ_MASK:
             raise ValueError(f"nodeid must be 1..2^32-1, not {nodeid}")
@@ -105,6 +107,9 @@ class SrpCore:
         self._out: list[Datagram] = []
         self._events: deque[Event | LogMessage] = deque()
         self._timers: dict[str, float] = {}
+        self._rng = rng or random.Random(nodeid)
+        """Only for send_join's random delay; seeded so that runs are reproducible."""
+        self._pending_join: bytes | None = None
 
         # membership
         self.my_ring_id = RingId(nodeid, 0)
@@ -400,7 +405,7 @@ class SrpCore:
 
     def _timer_join(self, now: float) -> None:
         if self.state in (State.GATHER, State.COMMIT):
-            self._join_message_send()
+            self._join_message_send(now)
             self._set_timer("join", now, self.config.join)
 
     def _timer_consensus(self, now: float) -> None:
@@ -422,18 +427,32 @@ class SrpCore:
             self._merge(self.my_failed_list, missing)
             self._gather_enter(now, "consensus timeout")
 
-    def _join_message_send(self) -> None:
+    def _join_message_send(self, now: float) -> None:
         self.stats["memb_join_tx"] += 1
-        self._out.append(Broadcast(MembJoin(
+        data = MembJoin(
             self.my_id, tuple(self.my_proc_list), tuple(self.my_failed_list),
             self.my_ring_id.seq, nodeid=self.my_id,
-        ).pack()))
+        ).pack()
+        if self.config.send_join:
+            # corosync sleeps a random 0..send_join ms before each join (to spread the
+            # joins of a large cluster); here the join waits on a timer instead, and a
+            # newer join replaces one still waiting
+            self._pending_join = data
+            if "send_join" not in self._timers:
+                self._set_timer("send_join", now, self._rng.random() * self.config.send_join)
+            return
+        self._out.append(Broadcast(data))
+
+    def _timer_send_join(self, now: float) -> None:
+        if self._pending_join is not None:
+            self._out.append(Broadcast(self._pending_join))
+            self._pending_join = None
 
     def _gather_enter(self, now: float, why: str) -> None:
         self.orf_token_discard = True
         self.originated_orf_token = False
         self._merge(self.my_proc_list, (self.my_id,))
-        self._join_message_send()
+        self._join_message_send(now)
         self._set_timer("join", now, self.config.join)
         self._set_timer("consensus", now, self.config.consensus)
         self._cancel("token_retransmit")
