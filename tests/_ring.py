@@ -80,7 +80,7 @@ class Ring:
         """Queue one frame at node n (bare cores) as totempg would: signal, then hand over."""
         core = self.core(n)
         core.signal_new_message()
-        assert core.mcast(payload, self.now)
+        assert core.mcast(payload)
         self._flush(n)
 
     def send(self, n: int, body: bytes, groups=(b"g",)) -> None:

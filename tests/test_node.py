@@ -56,7 +56,7 @@ async def test_three_nodes_form_a_ring_and_survive_a_graceful_leave(tmp_path):
             n.on_event.append(lambda ev, i=n.settings.nodeid: got[i].append(ev.body)
                               if isinstance(ev, MessageReceived) else None)
         for k in range(30):
-            nodes[k % 3].stack.send([b"t"], b"m%d" % k)
+            assert await nodes[k % 3].send([b"t"], b"m%d" % k)
         with trio.fail_after(10):
             while not all(len(v) == 30 for v in got.values()):
                 await trio.sleep(0.02)

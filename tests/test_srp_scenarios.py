@@ -566,13 +566,13 @@ def _replay(name: str, me: int, nodes: int, loop: float, inject_messages: bool):
             events.append((now, e))
             if isinstance(e, ConfigurationChanged) and e.kind is R:
                 for p in inject.pop((e.ring_id, None), []):
-                    core.mcast(p, now)
+                    core.mcast(p)
 
     def feed(data):
         m = parse_untrusted(data)
         if isinstance(m, OrfToken):
             for p in inject.pop((m.ring_id, m.token_seq), []):
-                core.mcast(p, now)
+                core.mcast(p)
         core.receive_datagram(data, now)
 
     core.start(now)

@@ -49,8 +49,7 @@ class SyncRing(Ring):
                 return False
             st = self.nodes[n]
             assert isinstance(st, TotemStack)
-            frames = sum(st.frames_needed(s) for s in sizes)
-            return frames + st.pg_out.pending_frames + len(sizes) <= st.srp.avail()
+            return st.room(sizes)
         return room
 
     def _flush(self, n: int) -> None:

@@ -131,7 +131,7 @@ class Node:
                 self.stack.start(self._now())
                 await self._flush()
                 task_status.started()
-                nursery.start_soon(self._loop, nursery.cancel_scope)
+                nursery.start_soon(self._loop)
                 await self._stopping.wait()
                 LOG_MAIN.log(NOTICE, "Node was shut down by a signal")
                 self.stack.leave(self._now())
@@ -147,7 +147,7 @@ class Node:
     def _now(self) -> float:
         return trio.current_time()
 
-    async def _loop(self, scope: trio.CancelScope) -> None:
+    async def _loop(self) -> None:
         stack, transport = self.stack, self.transport
         assert stack is not None and transport is not None
         while True:
@@ -237,6 +237,14 @@ class Node:
                 stack.trans_ack()
             for cb in self.on_event:
                 cb(ev)
+
+    async def send(self, groups, body) -> bool:
+        """Queue one message for agreed delivery and put what it triggers on the wire
+        (a token_hold_cancel when the ring idles); False when the send queue is full."""
+        assert self.stack is not None
+        ok = self.stack.send(groups, body)
+        await self._flush()
+        return ok
 
     # -- status ------------------------------------------------------------------------
 

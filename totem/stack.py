@@ -106,7 +106,7 @@ class TotemStack:
         size = len(body) if isinstance(body, bytes) else sum(len(b) for b in body)
         if size > MESSAGE_SIZE_MAX:
             raise ValueError(f"message of {size} bytes exceeds the 1 MiB limit")
-        if self.frames_needed(size) + self.pg_out.pending_frames + 1 > self.srp.avail():
+        if not self.room([size]):
             return False
         self.srp.signal_new_message()
         self.pg_out.submit(groups, body)
@@ -115,7 +115,7 @@ class TotemStack:
 
     def _hand_over(self) -> None:
         for frame in self.pg_out.take_frames():
-            if not self.srp.mcast(frame, 0.0):
+            if not self.srp.mcast(frame):
                 raise AssertionError("send queue overflow despite the room check")
 
     def _token_received(self) -> None:

@@ -233,7 +233,7 @@ class SrpCore:
         """The next event, or None."""
         return self._events.popleft() if self._events else None
 
-    def mcast(self, payload: bytes, now: float) -> bool:
+    def mcast(self, payload: bytes) -> bool:
         """Queue one totempg frame for ordered delivery; False when the queue is full.
 
         Called by the process-group layer when it hands over a frame (possibly while
