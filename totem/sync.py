@@ -124,7 +124,7 @@ def unknown_service_name(service_id: int) -> str:
 
 
 STAT_KEYS = ("service_builds", "barriers", "old_ring_discarded", "after_completion_discarded",
-             "malformed_sync", "malformed_exec", "unknown_exec_fn", "unknown_service")
+             "malformed_sync", "malformed_exec", "unknown_exec_fn", "unknown_service", "app_refused")
 
 
 class SyncEngine:
@@ -143,7 +143,7 @@ class SyncEngine:
             if svc.service_id in self.services:
                 raise ValueError(f"two services with id {svc.service_id}")
             self.services[svc.service_id] = svc
-            svc.attach(self._emit)
+            svc.attach(self._emit, self.app_send)
         self.room = room
         self.in_sync = True
         """corosync's ``sync_in_process``: True from start-up until the first sync completes
@@ -234,6 +234,23 @@ class SyncEngine:
         if GROUP_A in groups:
             self._deliver_exec(sender, body)
         return self._flush()
+
+    def app_send(self, body: bytes) -> bool:
+        """Queue an exec message a service originates for a client (CPG join, mcast,
+        ...) on group ``a``. Refused while a sync runs (corosync holds application
+        traffic until its sync completes, spec §2.6) or when the transport has no
+        room; the next :meth:`poll` hands it out."""
+        if self.in_sync:
+            self.stats["app_refused"] += 1
+            return False
+        if self.room is not None:
+            sizes = [len(o.body) for o in self._staged]
+            sizes.append(len(body))
+            if not self.room(sizes):
+                self.stats["app_refused"] += 1
+                return False
+        self._staged.append(Outgoing((GROUP_A,), body))
+        return True
 
     def poll(self) -> list[Outgoing]:
         """Retry a step whose ``sync_process`` was not done, and release held messages.

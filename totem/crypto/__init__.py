@@ -1,0 +1,1 @@
+"""Authenticated encryption of udpu datagrams (corosync 2.x's totemcrypto envelope)."""
