@@ -74,7 +74,7 @@ def test_demo_forms_a_ring_survives_a_kill_and_rejoins():
 def test_totemctl_status_of_a_running_daemon(tmp_path, capsys):
     one = "\tnode {\n\t\tring0_addr: 127.0.42.1\n\t\tnodeid: 1\n\t}\n"
     conf = write_conf(tmp_path, one, extra="\tinterface {\n\t\tmcastport: 15407\n\t}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "totem.cli.totemd", "-f", "-c", conf, "--node", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "totem.cli.totemd", "-f", "-c", conf, "--node", "1", "--ipc", "none"],
                             stderr=subprocess.PIPE, text=True)
     try:
         import time

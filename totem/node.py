@@ -27,6 +27,7 @@ from .srp import (
     StateChanged,
 )
 from .services import ServiceLog, default_services
+from .servicehost import ServiceHost
 from .stack import TotemStack
 from .statefile import FileRingSeqStore, StateDirLock
 from .sync import SyncCompleted, SyncEngine
@@ -56,6 +57,13 @@ class NodeSettings:
     """votequorum's expected votes; the sum of the nodelist's votes when None."""
     sync: bool = True
     """Run corosync's service synchronisation (needed in rings with real corosync nodes)."""
+    ipc: str | None = None
+    """Serve client libraries over libqb IPC: ``shm`` (as corosync), ``socket`` (a
+    debugging transport Pacemaker refuses) or None. Needs ``sync``."""
+    uidgid: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+    """(uids, gids) of the config's ``uidgid`` entries: non-root clients allowed."""
+    config: Any = None
+    """The :class:`~totem.config.ClusterConfig` it came from, if any (cmap, quorum)."""
 
     @property
     def local_addr(self) -> str:
@@ -77,6 +85,12 @@ class Node:
         self.transport: UdpuTransport | None = None
         self.sync: SyncEngine | None = None
         """corosync's service synchronisation with the default services above the ring."""
+        self.host: ServiceHost | None = None
+        """The services' client side (with ``settings.ipc``)."""
+        self.ipc_server: Any = None
+        self._wait_scope: trio.CancelScope | None = None
+        self._kicked = False
+        self._queue_critical = False
         self.malformed: dict[str, int] = {}
         self._malformed_logged: dict[str, float] = {}
         self._stopping = trio.Event()
@@ -100,9 +114,36 @@ class Node:
                                        room=self.stack.room)
             self.transport = UdpuTransport(s.local_addr, s.port, s.members,
                                            block_unlisted=s.block_unlisted_ips)
+            if s.ipc and self.sync is not None:
+                self._open_ipc(s.ipc)
         except BaseException:
             self.lock.release()
             raise
+
+    def _open_ipc(self, transport: str) -> None:
+        from .ipc.server import IpcServer
+
+        assert self.sync is not None
+        uids, gids = self.settings.uidgid
+        self.host = ServiceHost(self.sync.services.values(),
+                                access=lambda uid, gid: uid in uids or gid in gids)
+        self.ipc_server = IpcServer(sorted(self.host.services), _HostAdapter(self),
+                                    transport=transport)
+        self.host.server = self.ipc_server
+
+    def kick(self) -> None:
+        """Wake the loop: something outside it (a client request) queued work."""
+        self._kicked = True
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    def after_service_call(self) -> None:
+        """Carry out what a client request made the services do: hand their exec
+        messages to the stack, their responses and events to the clients."""
+        if self.sync is not None:
+            self._send_all(self.sync.poll())
+            self._sync_events()
+        self.kick()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -128,6 +169,8 @@ class Node:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._control_server)
+                if self.ipc_server is not None:
+                    await nursery.start(self.ipc_server.serve)
                 self.stack.start(self._now())
                 await self._flush()
                 task_status.started()
@@ -152,8 +195,12 @@ class Node:
         assert stack is not None and transport is not None
         while True:
             deadline = stack.get_timer()
-            with trio.move_on_at(deadline if deadline is not None else math.inf):
-                await transport.wait_readable()
+            with trio.CancelScope(deadline=deadline if deadline is not None else math.inf) as scope:
+                self._wait_scope = scope
+                if not self._kicked:
+                    await transport.wait_readable()
+            self._wait_scope = None
+            kicked, self._kicked = self._kicked, False
             batch = transport.drain()
             if batch:
                 now = self._now()
@@ -171,6 +218,29 @@ class Node:
                 self._send_all(self.sync.poll())
                 self._sync_events()
                 await self._flush()
+            elif kicked:
+                await self._flush()
+            if self.host is not None:
+                self._update_host()
+                await self._flush()
+
+    def _update_host(self) -> None:
+        """Tell the service host whether requests must wait: while a sync runs or the
+        totem send queue is critical (75% used; 70% to leave, as totempg's levels)."""
+        stack, sync, host = self.stack, self.sync, self.host
+        assert stack is not None and sync is not None and host is not None
+        used = 1.0 - stack.srp.avail() / stack.srp.queue_max
+        if used >= 0.75:
+            self._queue_critical = True
+        elif used < 0.70:
+            self._queue_critical = False
+        host.update(holding=sync.in_sync or self._queue_critical, ready=not sync.in_sync)
+        if not host.holding:
+            for svc in host.services.values():
+                svc.flush_pending()
+        if sync.wants_poll:
+            self._send_all(sync.poll())
+        self._sync_events()
 
     def _malformed(self, addr: str, exc: WireError) -> None:
         self.malformed[addr] = self.malformed.get(addr, 0) + 1
@@ -228,6 +298,8 @@ class Node:
         sync, stack = self.sync, self.stack
         assert sync is not None and stack is not None
         while (ev := sync.next_event()) is not None:
+            if self.host is not None and self.host.event(ev):
+                continue
             if isinstance(ev, ServiceLog):
                 if ev.text.startswith("Completed service synchronization"):
                     members = sync.members
@@ -301,6 +373,30 @@ class Node:
                 else:
                     reply = {"error": f"unknown command {command!r}"}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")
+
+
+class _HostAdapter:
+    """The IPC server's handler: the node's service host, followed by carrying out
+    what each call made the services do."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def ipc_connect(self, conn_id: int, service: str, creds) -> int:
+        assert self.node.host is not None
+        rc = self.node.host.ipc_connect(conn_id, service, creds)
+        self.node.after_service_call()
+        return rc
+
+    def ipc_request(self, conn_id: int, data: bytes) -> None:
+        assert self.node.host is not None
+        self.node.host.ipc_request(conn_id, data)
+        self.node.after_service_call()
+
+    def ipc_disconnect(self, conn_id: int) -> None:
+        assert self.node.host is not None
+        self.node.host.ipc_disconnect(conn_id)
+        self.node.after_service_call()
 
 
 async def query(path: str | Path, command: str = "status", timeout: float = 5.0) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class _Daemon:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "totem.cli.totemd", "-f", "-c", str(self.conf), "--node", str(self.nodeid)],
+            [sys.executable, "-m", "totem.cli.totemd", "-f", "-c", str(self.conf), "--node", str(self.nodeid), "--ipc", "none"],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr", "ab"), start_new_session=True)
 
     def signal(self, sig: int) -> None:

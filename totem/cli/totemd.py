@@ -29,6 +29,10 @@ EXIT_CONFIG = 8
 LOG_MAIN = subsystem("MAIN")
 
 
+IPC_TYPES = {"native": "shm", "shm": "shm", "socket": "socket"}
+"""``system.qb_ipc_type`` -> the IPC transport (native is shm on Linux, as in libqb)."""
+
+
 def load_settings(path: str, node: str | None):
     """(NodeSettings, LogSettings, warnings) from a corosync.conf; ConfigError if unusable."""
     from ..config import load
@@ -48,6 +52,9 @@ def load_settings(path: str, node: str | None):
         cluster_name=cfg.cluster_name or "",
         votes=cfg.local.votes,
         expected_votes=cfg.quorum.expected_votes or sum(n.votes for n in cfg.nodes),
+        ipc=IPC_TYPES.get(cfg.system.qb_ipc_type, "shm"),
+        uidgid=(cfg.allowed_uids, cfg.allowed_gids),
+        config=cfg,
     )
     lg = cfg.logging
     log = LogSettings(to_stderr=lg.to_stderr, to_logfile=lg.to_logfile, logfile=lg.logfile,
@@ -64,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", action="store_true", help="check the configuration and exit")
     p.add_argument("-v", action="store_true", help="print the version and exit")
     p.add_argument("--node", metavar="NODE", help="this daemon's nodelist entry (nodeid or name)")
+    p.add_argument("--ipc", choices=("shm", "socket", "none"),
+                   help="client IPC transport (default: system.qb_ipc_type, i.e. shm); 'none' serves "
+                        "no clients, for several daemons sharing one network namespace")
     return p
 
 
@@ -82,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"Can't read file {args.c}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.ipc is not None:
+        settings.ipc = None if args.ipc == "none" else args.ipc
     if args.t:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -95,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG_MAIN.warning(w)
     LOG_MAIN.log(25, f"pytotem totemd {__version__} starting up (corosync 3.1.7 compatible)")
     node = Node(settings)
+    node.on_event.append(_ready_notifier())
     try:
         node.open()
     except (OSError, RuntimeError) as exc:
@@ -103,6 +116,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     trio.run(_serve, node)
     return 0
+
+
+def _ready_notifier():
+    """An event hook telling systemd READY=1 at the first completed sync."""
+    from ..sdnotify import notify
+    from ..sync import SyncCompleted
+
+    done = False
+
+    def hook(ev) -> None:
+        nonlocal done
+        if not done and isinstance(ev, SyncCompleted):
+            done = True
+            notify("READY=1")
+    return hook
 
 
 async def _serve(node: Node) -> None:

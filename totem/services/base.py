@@ -159,6 +159,10 @@ class Service:
     def lib_disconnect(self, conn: int) -> None:
         """Connection ``conn`` is gone (closed, crashed or dropped)."""
 
+    def flush_pending(self) -> None:
+        """Retry exec messages :meth:`multicast` refused earlier, in order; the daemon
+        calls it whenever client requests may flow (after each step of its loop)."""
+
     # -- sync hooks ---------------------------------------------------------------------
 
     def sync_init(self, trans: tuple[int, ...], members: tuple[int, ...], ring_id: RingId) -> None:
