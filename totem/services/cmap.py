@@ -1,22 +1,38 @@
-"""cmap (service 0): the one exec message, MCAST, and the sync step that sends it.
+"""cmap (service 0): the configuration map for clients, its exec message and sync step.
 
-In its sync step every corosync node multicasts its ``totem.config_version`` (or
-"does not exist") in a cmap MCAST with reason SYNC; receivers remember each
-member's version and, on their first multi-node sync, shut down if another member
-has a higher non-zero one (spec services-wire.md §5.1). This node sends NOT_EXIST
-unless it is given a version, which then must equal the real nodes'.
+Exec side: in its sync step every corosync node multicasts its
+``totem.config_version`` (or "does not exist") in a cmap MCAST with reason SYNC, and
+again with reason NEW_CONFIG_VERSION whenever the key changes; receivers store each
+member's version as ``runtime.members.<nodeid>.config_version`` and, on their first
+multi-node sync, shut down if another member has a different non-zero one (spec
+services-wire.md §5.1).
+
+Lib side (``lib_name = "cmap"``, spec client-ipc.md §2.5): libcmap's requests served
+from the node's :class:`~totem.cmapdb.CmapDb` (or, after SET_CURRENT_MAP, its
+:class:`~totem.cmapdb.StatsMap`), with per-connection iterators and trackers that are
+dropped when the connection goes. Responses have exactly the sizes libcmap expects;
+a request that does not decode, or an unknown request id, gets corosync's generic
+refusal (a 24-byte header, id 0, INVALID_PARAM).
+
+:meth:`CmapService.allowed` is corosync's rule for which non-root clients may connect.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
 
+from ..cmapdb import TRACK_ALL, CmapDb, Notification, StatsMap, Track, Value, ValueType
+from ..cmapdb import stats_clear_kind, value_from_request
+from ..lib import cmap as lib
+from ..lib.common import IPC_REQUEST_SIZE, CsError, response_header
 from ..wire import RingId, ServiceHeader
 from ..wire.errors import WireError
 from ..wire.layout import flat_format
-from .base import Service
+from .base import LibConnection, Service
 from .layouts import CMAP_KEY_MAX, layouts
 
 SERVICE_ID = 0
@@ -32,20 +48,9 @@ class CmapReason(enum.IntEnum):
     NEW_CONFIG_VERSION = 1
 
 
-class CmapValueType(enum.IntEnum):
-    NOT_EXIST = 0
-    INT8 = 1
-    UINT8 = 2
-    INT16 = 3
-    UINT16 = 4
-    INT32 = 5
-    UINT32 = 6
-    INT64 = 7
-    UINT64 = 8
-    FLOAT = 9
-    DOUBLE = 10
-    STRING = 11
-    BINARY = 12
+CmapValueType = enum.IntEnum(  # type: ignore[misc]
+    "CmapValueType", [("NOT_EXIST", 0)] + [(t.name, t.value) for t in ValueType])
+"""An item's type in the exec MCAST: the map's value types and NOT_EXIST (0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +111,21 @@ _MCAST, _ITEM = _structs()
 assert _MCAST.size == MCAST_HEADER_SIZE and _ITEM.size == ITEM_FIXED_SIZE
 
 
-def build_sync_message(config_version: int | None) -> bytes:
-    """The MCAST a node sends in its cmap sync step."""
+def build_sync_message(config_version: int | None, reason: int = CmapReason.SYNC) -> bytes:
+    """The MCAST a node sends in its cmap sync step (or, with reason
+    NEW_CONFIG_VERSION, when its ``totem.config_version`` changes)."""
     if config_version is None:
-        item = CmapItem(CONFIG_VERSION_KEY, CmapValueType.NOT_EXIST)
+        return build_item_message(reason, None)
+    return build_item_message(reason, Value(ValueType.UINT64, config_version.to_bytes(8, "little")))
+
+
+def build_item_message(reason: int, value: Value | None, key: bytes = CONFIG_VERSION_KEY) -> bytes:
+    """An MCAST of one item: ``key`` with its value as the map holds it (None: NOT_EXIST)."""
+    if value is None:
+        item = CmapItem(key, CmapValueType.NOT_EXIST)
     else:
-        item = CmapItem(CONFIG_VERSION_KEY, CmapValueType.UINT64, config_version.to_bytes(8, "little"))
-    return CmapMcast(CmapReason.SYNC, (item,)).pack()
+        item = CmapItem(key, value.type, value.data)
+    return CmapMcast(reason, (item,)).pack()
 
 
 def parse_mcast_untrusted(body: bytes) -> CmapMcast:
@@ -136,31 +149,138 @@ def parse_mcast_untrusted(body: bytes) -> CmapMcast:
     return CmapMcast(reason, tuple(items), ServiceHeader(id_, size, pad0, pad1))
 
 
-class CmapService(Service):
-    """cmap's part in sync: send the config version, check the others' at activation."""
+@dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """A service decided that this node must leave the ring and stop, as corosync's
+    ``shutdown_request`` does (cmap's config version check, cfg's shutdown)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsClearRequested:
+    """A client set ``stats.clear.<kind>`` in the stats map: reset those counters
+    (``totem``: the SRP and totempg ones, ``ipc``, ``knet``, ``schedmiss``, ``all``)."""
+
+    kind: str
+
+
+class QueuedMulticast:
+    """Exec messages a service originates, kept in order until :meth:`Service.multicast`
+    takes them (it refuses while a sync runs or the totem queue is full; corosync's
+    own sends never fail, they wait in its queue). Mix in before :class:`Service`."""
+
+    multicast: Callable[[bytes], bool]
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._outbox: deque[bytes] = deque()
+        super().__init__(*args, **kwargs)
+
+    def queue_multicast(self, body: bytes) -> None:
+        self._outbox.append(body)
+        self.flush_pending()
+
+    def flush_pending(self) -> None:
+        outbox = self._outbox
+        while outbox and self.multicast(outbox[0]):
+            outbox.popleft()
+
+    @property
+    def pending_multicasts(self) -> int:
+        return len(self._outbox)
+
+
+@dataclass
+class _Iter:
+    prefix: str
+    last: str | None = None
+    done: bool = False
+
+
+@dataclass
+class _ConnState:
+    """What corosync keeps per cmap connection: the map it reads, its iterators and
+    trackers (by the handles it was given)."""
+
+    map: CmapDb
+    iters: dict[int, _Iter] = field(default_factory=dict)
+    tracks: dict[int, tuple[Track, int, CmapDb]] = field(default_factory=dict)
+    """handle -> (tracker, the client's track_inst_handle, the map it is on)."""
+    next_handle: int = 1
+
+    def handle(self) -> int:
+        h, self.next_handle = self.next_handle, self.next_handle + 1
+        return h
+
+
+_GET_FIXED = lib.GetRes.sizeof()
+_INVALID = response_header(0, 24, CsError.INVALID_PARAM)
+"""corosync's answer to a request it cannot take (unknown id, bad size)."""
+
+
+class CmapService(QueuedMulticast, Service):
+    """cmap: the config version exchange in sync, and the client library's requests.
+
+    ``db`` is the node's map (default: an empty one, with ``config_version`` in it if
+    given), ``stats`` its stats map.
+    """
 
     service_id = SERVICE_ID
     name = "corosync configuration map access"
     subsys = "CMAP"
     exec_count = 1
+    lib_name = "cmap"
 
-    def __init__(self, nodeid: int, config_version: int | None = None) -> None:
+    def __init__(self, nodeid: int, config_version: int | None = None, *, db: CmapDb | None = None,
+                 stats: StatsMap | None = None) -> None:
         super().__init__(nodeid)
-        self.config_version = config_version
-        """This node's ``totem.config_version``; None = not set (sent as NOT_EXIST)."""
+        self.db = db if db is not None else CmapDb()
+        self.stats = stats if stats is not None else StatsMap()
+        if config_version is not None:
+            self.config_version = config_version
         self.member_config_versions: dict[int, int] = {}
         """``runtime.members.<nodeid>.config_version`` as received."""
         self.highest_received = 0
+        self._my_version = self.config_version or 0
         self._trans_entries = 0
         self._first_sync = True
         self.shutdown_requested: str | None = None
+        self._conns: dict[int, _ConnState] = {}
+        self.db.track_add(CONFIG_VERSION_KEY.decode(), int(TRACK_ALL), self._config_version_changed)
+        self._handlers: dict[int, Callable[[int, _ConnState, bytes], bytes]] = {
+            lib.ReqId.SET: self._set, lib.ReqId.DELETE: self._delete, lib.ReqId.GET: self._get,
+            lib.ReqId.ADJUST_INT: self._adjust_int, lib.ReqId.ITER_INIT: self._iter_init,
+            lib.ReqId.ITER_NEXT: self._iter_next, lib.ReqId.ITER_FINALIZE: self._iter_finalize,
+            lib.ReqId.TRACK_ADD: self._track_add, lib.ReqId.TRACK_DELETE: self._track_delete,
+            lib.ReqId.SET_CURRENT_MAP: self._set_current_map,
+        }
+
+    @property
+    def config_version(self) -> int | None:
+        """This node's ``totem.config_version`` (None when the map has no u64 value)."""
+        v = self.db.python(CONFIG_VERSION_KEY.decode(), ValueType.UINT64)
+        return v if isinstance(v, int) else None
+
+    @config_version.setter
+    def config_version(self, version: int | None) -> None:
+        if version is None:
+            self.db.delete(CONFIG_VERSION_KEY.decode())
+        else:
+            self.db.set_value(CONFIG_VERSION_KEY.decode(), ValueType.UINT64, version)
+
+    def allowed(self, uid: int, gid: int) -> bool:
+        """Whether a client with these credentials may connect (spec client-ipc.md §1.3)."""
+        return self.db.allowed(uid, gid)
+
+    # -- sync -------------------------------------------------------------------------
 
     def sync_init(self, trans: tuple[int, ...], members: tuple[int, ...], ring_id: RingId) -> None:
         self._trans_entries = len(trans)
-        self.highest_received = self.config_version or 0
+        self._my_version = self.config_version or 0
+        self.highest_received = self._my_version
 
     def sync_process(self) -> tuple[list[bytes], bool]:
-        return [build_sync_message(self.config_version)], True
+        return [self._version_message(CmapReason.SYNC)], True
 
     def sync_activate(self) -> None:
         if self._trans_entries == 0:
@@ -170,7 +290,7 @@ class CmapService(Service):
             self.log("debug", "Not first sync -> no action")
             return
         self._first_sync = False
-        mine = self.config_version or 0
+        mine = self._my_version
         if mine == 0:
             self.log("debug", "My config version is 0 -> no action")
             return
@@ -190,10 +310,145 @@ class CmapService(Service):
         if sender != self.nodeid and version > self.highest_received:
             self.highest_received = version
         self.member_config_versions[sender] = version
+        self.db.set_member_config_version(sender, version)
+
+    def _version_message(self, reason: int) -> bytes:
+        return build_item_message(reason, self.db.get(CONFIG_VERSION_KEY.decode()))
+
+    def _config_version_changed(self, track: Track, n: Notification) -> None:
+        self._my_version = self.config_version or 0
+        self.queue_multicast(self._version_message(CmapReason.NEW_CONFIG_VERSION))
+
+    # -- client connections --------------------------------------------------------------
+
+    def lib_connect(self, conn: LibConnection) -> None:
+        self._conns[conn.id] = _ConnState(self.db)
+
+    def lib_disconnect(self, conn: int) -> None:
+        state = self._conns.pop(conn, None)
+        if state is not None:
+            for track, _inst, owner in state.tracks.values():
+                owner.track_delete(track)
+
+    def lib_request(self, conn: int, msg_id: int, data: bytes) -> None:
+        state = self._conns.get(conn)
+        if state is None:
+            state = self._conns[conn] = _ConnState(self.db)
+        handler = self._handlers.get(msg_id)
+        if handler is None:
+            self.respond(conn, _INVALID)
+            return
+        try:
+            response = handler(conn, state, data)
+        except WireError:
+            response = _INVALID
+        self.respond(conn, response)
+
+    def _set(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        req = lib.decode_set(data)
+        if state.map.is_read_only(req.key):
+            err = CsError.ACCESS
+        elif state.map is self.stats:
+            kind = stats_clear_kind(req.key)
+            err = CsError.OK if kind is not None else CsError.NOT_SUPPORTED
+            if kind is not None:
+                self._emit(StatsClearRequested(kind))
+        else:
+            value = value_from_request(req.type, req.value)
+            err = value if isinstance(value, CsError) else state.map.set(req.key, value)
+        return lib.encode_status(lib.ResId.SET, err)
+
+    def _delete(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        key = lib.decode_key_request(lib.ReqId.DELETE, data).key or ""
+        if state.map.is_read_only(key):
+            err = CsError.ACCESS
+        elif state.map is self.stats:
+            err = CsError.NOT_SUPPORTED
+        else:
+            err = state.map.delete(key)
+        return lib.encode_status(lib.ResId.DELETE, err)
+
+    def _get(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        req = lib.decode_key_request(lib.ReqId.GET, data)
+        requested = req.number
+        if _GET_FIXED + requested > IPC_REQUEST_SIZE:
+            return lib.encode_get_response(CsError.NO_MEMORY)
+        value = state.map.get(req.key or "")
+        if value is None:
+            return lib.encode_get_response(CsError.NOT_EXIST)
+        if requested and requested < len(value.data):
+            return lib.encode_get_response(CsError.INVALID_PARAM)
+        return lib.encode_get_response(CsError.OK, value.type, value.data, requested)
+
+    def _adjust_int(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        req = lib.decode_key_request(lib.ReqId.ADJUST_INT, data)
+        key = req.key or ""
+        if state.map.is_read_only(key):
+            err = CsError.ACCESS
+        elif state.map is self.stats:
+            err = CsError.NOT_SUPPORTED
+        else:
+            err = state.map.adjust_int(key, req.number)
+        return lib.encode_status(lib.ResId.ADJUST_INT, err)
+
+    def _iter_init(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        prefix = lib.decode_key_request(lib.ReqId.ITER_INIT, data).key or ""
+        handle = state.handle()
+        state.iters[handle] = _Iter(prefix)
+        return lib.encode_handle_response(lib.ResId.ITER_INIT, handle)
+
+    def _iter_next(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        it = state.iters.get(lib.decode_handle_request(data))
+        if it is None:
+            return lib.encode_iter_next(CsError.BAD_HANDLE)
+        key = None if it.done else state.map.next_key(it.prefix, it.last)
+        if key is None:
+            it.done = True
+            return lib.encode_iter_next(CsError.NO_SECTIONS)
+        it.last = key
+        value = state.map.get(key)
+        assert value is not None
+        return lib.encode_iter_next(CsError.OK, key, value.type, len(value.data))
+
+    def _iter_finalize(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        found = state.iters.pop(lib.decode_handle_request(data), None) is not None
+        return lib.encode_status(lib.ResId.ITER_FINALIZE, CsError.OK if found else CsError.BAD_HANDLE)
+
+    def _track_add(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        req = lib.decode_track_add(data)
+        inst = req.track_inst_handle
+
+        def notify(track: Track, n: Notification) -> None:
+            self.event(conn, _notification(inst, n))
+
+        track = state.map.track_add(req.key, req.track_type, notify)
+        if isinstance(track, CsError):
+            return lib.encode_handle_response(lib.ResId.TRACK_ADD, 0, track)
+        handle = state.handle()
+        state.tracks[handle] = (track, inst, state.map)
+        return lib.encode_handle_response(lib.ResId.TRACK_ADD, handle)
+
+    def _track_delete(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        entry = state.tracks.pop(lib.decode_handle_request(data), None)
+        if entry is None:
+            return lib.encode_handle_response(lib.ResId.TRACK_DELETE, 0, CsError.BAD_HANDLE)
+        track, inst, owner = entry
+        return lib.encode_handle_response(lib.ResId.TRACK_DELETE, inst, owner.track_delete(track))
+
+    def _set_current_map(self, conn: int, state: _ConnState, data: bytes) -> bytes:
+        which = lib.decode_set_current_map(data)
+        if state.iters or state.tracks:
+            err = CsError.BUSY
+        elif which == lib.MapId.DEFAULT:
+            state.map, err = self.db, CsError.OK
+        elif which == lib.MapId.STATS:
+            state.map, err = self.stats, CsError.OK
+        else:
+            err = CsError.NOT_EXIST
+        return lib.encode_status(lib.ResId.SET_CURRENT_MAP, err)
 
 
-@dataclass(frozen=True, slots=True)
-class ShutdownRequested:
-    """A service decided that this node must leave (cmap's config version check)."""
-
-    reason: str
+def _notification(inst: int, n: Notification) -> bytes:
+    new_type, new = (n.new.type, n.new.data) if n.new is not None else (0, b"")
+    old_type, old = (n.old.type, n.old.data) if n.old is not None else (0, b"")
+    return lib.encode_notify(inst, n.key, int(n.event), new_type, new, old_type, old)

@@ -1,7 +1,7 @@
 """Byte layouts of the service ("exec") messages, defined once with construct.
 
 The companion of :mod:`totem.wire.layout` for the messages on group ``a``: cmap,
-CPG and votequorum (spec services-wire.md §3.2, §4.1, §5.1). The codecs in the
+cfg, CPG and votequorum (spec services-wire.md §3.2, §4.1, §5.1, §5.2). The codecs in the
 service modules derive their ``struct`` formats from these definitions with
 :func:`~totem.wire.layout.flat_format` and assert the field order, so the two
 cannot drift apart.
@@ -171,6 +171,53 @@ def layouts(byteorder: str = "<") -> SimpleNamespace:
         "param" / t.u8,
         "pad0" / Bytes(3),
         "tail" / Bytes(4),
+    )
+
+    # -- votequorum quorum-device messages, spec §4.1 (packed; names are C strings) -----
+    votequorum_qdevice_reg = Struct(
+        "header" / service_header,
+        "operation" / t.u32,
+        "name" / Bytes(QDEVICE_NAME_MAX),
+        "tail" / Bytes(5),
+    )
+    """QDEVICE_REG (280 bytes): operation 1 register, 0 unregister."""
+    votequorum_qdevice_reconfigure = Struct(
+        "header" / service_header,
+        "oldname" / Bytes(QDEVICE_NAME_MAX),
+        "newname" / Bytes(QDEVICE_NAME_MAX),
+        "tail" / Bytes(2),
+    )
+    """QDEVICE_RECONFIGURE (528 bytes): a device renamed from ``oldname`` to ``newname``."""
+
+    # -- cfg (service 1), spec §5.2: 8-aligned like cmap; pads kept (captures show garbage) --
+    cfg_name = Struct(
+        "length" / t.u16,
+        "pad" / Bytes(6),
+        "value" / Bytes(CMAP_KEY_MAX),
+    )
+    """``mar_name_t`` as cfg's KILLNODE carries the reason (264 bytes)."""
+    cfg_ringreenable = Struct(
+        "header" / service_header,
+        "source" / message_source,
+    )
+    cfg_killnode = Struct(
+        "header" / service_header,
+        "nodeid" / t.u32,
+        "pad0" / Bytes(4),
+        "reason" / cfg_name,
+    )
+    cfg_shutdown = Struct(
+        "header" / service_header,
+    )
+    cfg_reload_config = Struct(
+        "header" / service_header,
+        "source" / message_source,
+    )
+    """``source.conn`` is the sender's handle of the requesting client connection."""
+    cfg_crypto_reconfig = Struct(
+        "header" / service_header,
+        "phase" / t.u32,
+        "pad0" / Bytes(4),
     )
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if isinstance(v, Construct)})
