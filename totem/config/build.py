@@ -4,8 +4,10 @@ and main.c check and derive, with totemd's udpu-only policy on top."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Callable, Sequence
 
+from ..crypto.envelope import mtu_overhead
 from ..srp.config import SrpConfig
 from .errors import ConfigError
 from .host import Resolver
@@ -13,6 +15,7 @@ from .model import (
     DEFAULT_PORT,
     DEFAULT_STATE_DIR,
     ClusterConfig,
+    CryptoConfig,
     LoggerSubsys,
     LoggingConfig,
     NodeEntry,
@@ -42,7 +45,7 @@ def build(store: Store, *, hostname: str, addresses: AddressSource, resolver: Re
     b.check_transport()
     if store.refusals:
         raise store.refusals[0]
-    cipher, hash_ = b.check_crypto()
+    crypto = b.check_crypto()
     b.check_version()
     b.check_links()
     ip_version = str(store.value("totem.ip_version", "ipv6-4"))
@@ -52,6 +55,10 @@ def build(store: Store, *, hostname: str, addresses: AddressSource, resolver: Re
     local = b.local(nodes, hostname, addresses, resolver, local_node)
     members = len(nodes) + len(b.counted_twice)
     srp = b.srp(members)
+    if crypto.enabled:
+        # corosync 2.x's arithmetic: the frame shrinks by IP/UDP headers + the envelope
+        srp = replace(srp, crypto_overhead=mtu_overhead(crypto.cipher, crypto.hash,
+                                                        ipv6=":" in local.addr))
     if b.counted_twice and members > 2 and store.value("totem.token_coefficient", 650):
         b.warn_counted_twice(nodes, srp)
     quorum = b.quorum()
@@ -73,8 +80,9 @@ def build(store: Store, *, hostname: str, addresses: AddressSource, resolver: Re
         token_coefficient=int(store.value("totem.token_coefficient", 650)),
         block_unlisted_ips=_yes_no(store.value("totem.block_unlisted_ips"), True),
         clear_node_high_bit=clear_high,
-        crypto_cipher=cipher,
-        crypto_hash=hash_,
+        crypto_cipher=crypto.cipher,
+        crypto_hash=crypto.hash,
+        crypto=crypto,
         warnings=store.warnings,
         file=store.file,
     )
@@ -130,31 +138,48 @@ class _Builder:
         raise self.error("totem.transport", "udpu", notes.get(
             str(e.value), "corosync: Invalid transport type. Should be udpu, udp or knet"))
 
-    def check_crypto(self) -> tuple[str, str]:
-        """totem_get_crypto's reading (secauth: on means aes256 + sha256 unless set),
-        then totem_config_validate's verdict for non-knet transports."""
+    def check_crypto(self) -> CryptoConfig:
+        """totem_get_crypto's reading (secauth: on means aes256 + sha256 unless set) and
+        its refusal of a cipher without a hash. corosync 3 refuses any crypto on udpu
+        ("only valid for the Knet transport"); totemd accepts it and puts corosync 2.x's
+        envelope around every datagram (docs/crypto.md). The key is read later
+        (totem.crypto.settings), so that ``parse_text`` stays free of file access."""
         cipher = hash_ = "none"
-        cipher_key = hash_key = None
+        cipher_key = None
         if self.s.value("totem.secauth") == "on":
             cipher, hash_ = "aes256", "sha256"
-            cipher_key = hash_key = "totem.secauth"
+            cipher_key = "totem.secauth"
         if "totem.crypto_cipher" in self.s.entries:
             cipher, cipher_key = str(self.s.value("totem.crypto_cipher")), "totem.crypto_cipher"
         if "totem.crypto_hash" in self.s.entries:
-            hash_, hash_key = str(self.s.value("totem.crypto_hash")), "totem.crypto_hash"
+            hash_ = str(self.s.value("totem.crypto_hash"))
         if cipher != "none" and hash_ == "none":
             raise self.error(cipher_key, "crypto_hash other than none with a crypto_cipher",
                              "corosync: crypto_cipher requires crypto_hash with value other "
                              "than none")
-        if cipher != "none" or hash_ != "none":
-            key = cipher_key if cipher != "none" else hash_key
-            e = self.s.get(key)
-            got = "on" if key == "totem.secauth" else (cipher if cipher != "none" else hash_)
-            raise ConfigError.expecting(
-                "none", got, file=self.file, line=e.line if e else None, key=key,
-                note="corosync: crypto_cipher & crypto_hash are only valid for the Knet "
-                "transport.")
-        return cipher, hash_
+        names = ("totem.crypto_cipher", "totem.crypto_hash", "totem.secauth", "totem.keyfile",
+                 "totem.key", "totem.keyfile_next")
+        lines = tuple((k, e.line) for k in names if (e := self.s.get(k)) is not None)
+
+        def text(key: str) -> str | None:
+            v = self.s.value(key)
+            return None if v is None else str(v)
+
+        crypto = CryptoConfig(cipher=cipher, hash=hash_, keyfile=text("totem.keyfile"),
+                              key=text("totem.key"), keyfile_next=text("totem.keyfile_next"),
+                              lines=lines)
+        if crypto.enabled:
+            if crypto.keyfile is not None and crypto.key is not None:
+                self.s.warn(crypto.line("totem.key"), "totem.key", "ignored: totem.keyfile "
+                            "is set (corosync 2.x reads the key file first)")
+            if cipher == "none":
+                self.s.warn(crypto.line("totem.crypto_cipher") or crypto.line("totem.crypto_hash"),
+                            "totem.crypto_cipher", "none: datagrams are authenticated but not "
+                            "encrypted, anyone on the network can read them")
+        elif crypto.keyfile_next is not None:
+            self.s.warn(crypto.line("totem.keyfile_next"), "totem.keyfile_next",
+                        "ignored: crypto_cipher and crypto_hash are none")
+        return crypto
 
     def check_version(self) -> None:
         e = self.s.get("totem.version")

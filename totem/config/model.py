@@ -128,6 +128,30 @@ class UidGid:
     line: int
 
 
+@dataclass(frozen=True)
+class CryptoConfig:
+    """``crypto_cipher``/``crypto_hash`` and where the key comes from. corosync 3 allows
+    crypto only with knet; totemd puts corosync 2.x's envelope on udpu (docs/crypto.md)."""
+
+    cipher: str = "none"
+    hash: str = "none"
+    keyfile: str | None = None
+    """``totem.keyfile`` (None: ``totem.key``, else the default key file)."""
+    key: str | None = None
+    """``totem.key``: the key itself, written in the config."""
+    keyfile_next: str | None = None
+    """pytotem: a second key file being rotated in."""
+    lines: tuple[tuple[str, int | None], ...] = ()
+    """(cmap key, line) of each crypto key as written, for messages."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.cipher != "none" or self.hash != "none"
+
+    def line(self, key: str) -> int | None:
+        return dict(self.lines).get(key)
+
+
 @dataclass
 class ClusterConfig:
     """Everything totemd needs from corosync.conf."""
@@ -149,6 +173,7 @@ class ClusterConfig:
     clear_node_high_bit: bool = False
     crypto_cipher: str = "none"
     crypto_hash: str = "none"
+    crypto: CryptoConfig = field(default_factory=CryptoConfig)
     warnings: list[str] = field(default_factory=list)
     cmap: dict[str, str] = field(default_factory=dict)
     """The config as corosync's cmap holds it: dotted key -> value as text

@@ -32,7 +32,7 @@ RANGES = {U8: (0, 0xFF), U16: (0, 0xFFFF), U32: (0, 0xFFFF_FFFF), I32: (-2**31, 
 USED = "used"            # read by totemd
 KNET = "knet"            # only meaningful with knet: refused
 UDP = "udp"              # only meaningful with udp (multicast): warned and ignored
-CRYPTO = "crypto"        # parsed; anything but none is refused on udpu, as corosync does
+CRYPTO = "crypto"        # used: corosync 2.x's envelope on udpu (corosync 3 refuses it on udpu)
 OBSOLETE = "obsolete"    # corosync reads or types it but it does nothing in 3.x: warned
 DEPRECATED = "deprecated"  # corosync warns about it itself: same warning
 LATER = "later"          # read by a part of totemd other than the config (quorum, logging)
@@ -104,6 +104,7 @@ TOTEM: dict[str, Key] = {
     "secauth": Key(STR, CRYPTO),
     "keyfile": Key(STR, CRYPTO),
     "key": Key(STR, CRYPTO),
+    "keyfile_next": Key(STR, CRYPTO),  # pytotem: a key being rotated in (docs/crypto.md)
     "link_mode": Key(STR, KNET),
     "transport": Key(STR),
     "cluster_name": Key(STR),

@@ -38,6 +38,10 @@ class SrpConfig:
     token_retransmits_before_loss_const: int = 4
     cancel_token_hold_on_retransmit: bool = False
     netmtu: int = 1500
+    crypto_overhead: int = 0
+    """Bytes the transport adds around each datagram and takes off the frame: with
+    crypto on, IP/UDP headers plus the envelope estimate, as corosync 2.x subtracts them
+    (totem.crypto.envelope.mtu_overhead); 0 without crypto, as corosync 3.x udpu."""
 
     @classmethod
     def derive(
@@ -83,5 +87,6 @@ class SrpConfig:
 
     @property
     def frame_max(self) -> int:
-        """Largest totempg frame in one mcast: netmtu less two mcast headers (1410 by default)."""
-        return self.netmtu - 2 * 45
+        """Largest totempg frame in one mcast: netmtu less two mcast headers (1410 by
+        default) and less the crypto overhead when crypto is on."""
+        return self.netmtu - 2 * 45 - self.crypto_overhead
