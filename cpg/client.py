@@ -238,12 +238,20 @@ class Group:
 
     async def send(self, data: bytes) -> None:
         """Multicast ``data`` (up to 1 MiB and beyond: fragmented) to the group's members,
-        this process included."""
+        this process included. A large message cut by a membership change is sent
+        again whole (receivers drop the incomplete one), so it arrives once."""
         ipc = self.client.ipc
         if len(data) <= lib.FRAGMENT_SIZE:
             req = lib.McastRequest(data).pack()
             await _retrying(lambda: ipc.send(req, fc_max=2))
             return
+        while not await self._send_fragments(data):
+            pass  # a configuration change cut it: members drop the pieces, send it again
+
+    async def _send_fragments(self, data: bytes) -> bool:
+        """Send ``data`` as PARTIAL_MCAST fragments; False if the daemon answered
+        INTERRUPT (the group changed since the first fragment, as libcpg reports)."""
+        ipc = self.client.ipc
         size = lib.FRAGMENT_SIZE
         for start in range(0, len(data), size):
             kind = (lib.PartialType.FIRST if start == 0 else
@@ -251,7 +259,11 @@ class Group:
             req = lib.PartialMcastRequest(len(data), kind, data[start:start + size]).pack()
             res = await _retrying(lambda: ipc.request(req))
             assert res is not None
-            _check(lib.parse_status_untrusted(res)[1], "partial mcast")
+            error = lib.parse_status_untrusted(res)[1]
+            if error == CsError.INTERRUPT:
+                return False
+            _check(error, "partial mcast")
+        return True
 
     async def receive(self) -> Event:
         """The next event; raises :class:`ConnectionClosed` when the daemon went away."""

@@ -12,8 +12,8 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from quorum.arithmetic import (
     ATB_HIGHEST, ATB_LIST, ATB_LOWEST, ATB_NONE, INFO_TWONODE,
-    INFO_WAIT_FOR_ALL, QuorumConfig, QuorumConfigError, Votequorum, parse_atb,
-    partition_sync, tick_all,
+    INFO_WAIT_FOR_ALL, NODE_FLAGS_QUORATE, QuorumConfig, QuorumConfigError, Votequorum,
+    parse_atb, partition_sync, tick_all,
 )
 
 WIN = 10000
@@ -487,3 +487,133 @@ def test_atb_uneven_votes_is_outside_the_guarantee():
     partition_sync(vq, [1, 2, 3], 0)
     assert q(partition_sync(vq, [1, 2], 1)) is True
     assert q(partition_sync(vq, [3], 1)) is True
+
+
+# --------------------------------------------------------------- votequorum.c details
+# Things votequorum.c does that the documentation does not say; real nodes in a mixed
+# ring compute with them, so this code must too.
+
+
+def test_atb_needs_a_quorate_past():
+    # the tie-breaker node is only known (lowest/highest id of a quorate view) once the
+    # node has been quorate: a cold-started half is never quorate by ATB
+    cfg = QuorumConfig(nodelist=nodes(4), auto_tie_breaker=True)
+    vq = cluster(cfg, range(1, 5))
+    assert q(partition_sync(vq, [1, 2], 0)) is False
+    assert q(partition_sync(vq, [3, 4], 0)) is False
+    assert vq[1].lowest_node_id == -1
+
+
+def test_atb_applies_to_a_grown_membership():
+    # the "other half might be quorate" test compares a signed member-count difference,
+    # so a membership that grew always passes it
+    cfg = QuorumConfig(nodelist=nodes(4), auto_tie_breaker=True)
+    vq = cluster(cfg, range(1, 5))
+    partition_sync(vq, range(1, 5), 0)
+    partition_sync(vq, [1], 1)
+    partition_sync(vq, [2], 1)
+    partition_sync(vq, [3, 4], 1)
+    assert q(partition_sync(vq, [1, 2], 2)) is True
+    assert vq[3].info().quorate is False
+
+
+def test_quorum_is_kept_in_eight_bits():
+    # 600 expected votes give quorum 301, stored as 301 & 0xff = 45
+    vq = cluster(QuorumConfig(nodelist={1: 200, 2: 200, 3: 200}), [1])
+    assert vq[1].info().quorum == 45
+    assert q(partition_sync(vq, [1], 0)) is True
+
+
+def test_known_nodes_keep_votequorums_list_order():
+    # a node with an id above all known ones goes in before the last entry, not after it
+    vq = Votequorum(1, QuorumConfig(nodelist=nodes(3)))
+    for n in (2, 3):
+        vq.node_info(n, 1, 3, 0)
+    assert vq.order == [2, 3, 1]
+    vq = Votequorum(3, QuorumConfig(nodelist=nodes(3)))
+    for n in (1, 2):
+        vq.node_info(n, 1, 3, 0)
+    assert vq.order == [1, 2, 3]
+
+
+@pytest.mark.parametrize("spec, parsed", [
+    ("1,2", (ATB_LIST, (1,))), (" 3 x", (ATB_LIST, (3,))), ("lowest ", (ATB_NONE, ())),
+    ("0 3", (ATB_NONE, ())), ((4, 2), (ATB_LIST, (4, 2))), ((), (ATB_NONE, ())),
+])
+def test_parse_atb_reads_numbers_as_strtol_does(spec, parsed):
+    assert parse_atb(spec) == parsed
+
+
+def test_notes_report_what_corosync_does_next():
+    vq = Votequorum(1, QuorumConfig(nodelist=nodes(3)))
+    vq.take_notes()
+    vq.membership_changed([1, 2], 0)
+    vq.node_info(2, 1, 3, 0)
+    kinds = [n.kind for n in vq.take_notes()]
+    assert "quorum" not in kinds                     # inside a sync nothing is published
+    vq.sync_activate()
+    assert [n.kind for n in vq.take_notes() if n.kind != "log"] == ["quorum"]
+    vq.node_info(3, 1, 3, 0)                         # a NODEINFO outside sync: no change
+    assert [n.kind for n in vq.take_notes() if n.kind != "log"] == []
+    vq.set_votes(3, 3)                               # total 5 > 3: expected raised
+    assert [(n.kind, n.value) for n in vq.take_notes() if n.kind != "log"] == [("expected", 5)]
+
+
+def test_device_slot_votes():
+    # from a quorate sender while we are not quorate: taken as they are; else the maximum
+    vq = Votequorum(2, QuorumConfig(nodelist=nodes(3)))
+    assert vq.node_info(0, 2, 0, 0, sender=9) is False      # unknown sender
+    vq.membership_changed([1, 2], 0)
+    vq.node_info(1, 1, 3, NODE_FLAGS_QUORATE)
+    assert vq.info().quorate
+    vq.node_info(0, 1, 0, 0, sender=1)
+    vq.node_info(0, 0, 0, 0, sender=1)
+    assert vq.device.votes == 1                        # quorate receiver: the maximum
+    vq.node_info(0, 2, 0, 0, sender=1)
+    # device votes count towards expected votes (not towards quorate here: our own
+    # device does not cast them), so this node now waits for 3 of 4
+    info = vq.info()
+    assert (vq.device.votes, info.expected_votes, info.quorum, info.quorate) == (2, 4, 3, False)
+    vq.node_info(0, 1, 0, 0, sender=1)
+    assert vq.device.votes == 1                        # inquorate, from a quorate sender: as it is
+
+
+# --------------------------------------------------------------- documented hazards
+# Found by the simulator (tests/test_quorum_partitions.py) and reproduced here step by
+# step: with these options corosync 3.1.7 itself can leave two partitions quorate, and
+# a node that decided otherwise would disagree with the real nodes of a mixed ring.
+
+
+def test_hazard_atb_tie_breaker_moves_with_partitions():
+    # lowest_node_id is each node's own memory of its last quorate view: after
+    # {1} | {2,3,4}, nodes 2-4 take 2 as the tie breaker while node 1 still takes itself
+    cfg = QuorumConfig(nodelist=nodes(4), auto_tie_breaker=True)
+    vq = cluster(cfg, range(1, 5))
+    partition_sync(vq, range(1, 5), 0)
+    partition_sync(vq, [1], 1)
+    partition_sync(vq, [2, 3, 4], 1)
+    left, right = partition_sync(vq, [1, 4], 2), partition_sync(vq, [2, 3], 2)
+    assert {n: i.quorate for n, i in left.items()} == {1: True, 4: False}
+    assert q(right) is True
+
+
+def test_hazard_atb_odd_cluster_with_wait_for_all():
+    cfg = QuorumConfig(nodelist=nodes(3), auto_tie_breaker=True, wait_for_all=True)
+    vq = cluster(cfg, range(1, 4))
+    partition_sync(vq, [1, 2, 3], 0)
+    partition_sync(vq, [1], 1)
+    partition_sync(vq, [2, 3], 1)
+    assert q(partition_sync(vq, [2], 2)) is True          # 1 == 3 // 2, and 2 is its tie breaker
+    assert partition_sync(vq, [1, 3], 2)[1].quorate is True
+
+
+def test_hazard_last_man_standing_then_a_partition():
+    cfg = QuorumConfig(nodelist=nodes(5), last_man_standing=True, wait_for_all=True)
+    vq = cluster(cfg, range(1, 6))
+    partition_sync(vq, range(1, 6), 0)
+    partition_sync(vq, [1, 2, 3], 1)
+    partition_sync(vq, [4, 5], 1)
+    tick_all(vq, [1, 2, 3], 1 + WIN)                      # expected 3, quorum 2
+    assert q(partition_sync(vq, [1, 2], 2 * WIN)) is True
+    # node 3's QUORATE NODEINFO hands its lowered expected votes to 4 and 5
+    assert q(partition_sync(vq, [3, 4, 5], 2 * WIN)) is True

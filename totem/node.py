@@ -26,7 +26,9 @@ from .srp import (
     SrpConfig,
     StateChanged,
 )
-from .services import ServiceLog, default_services
+from .services import NodeServices, ServiceLog, ShutdownRequested, node_services
+from .services.cfg import KilledByNode, ReloadRequested, ReopenLogFiles
+from .services.votequorum import QuorumChanged
 from .servicehost import ServiceHost
 from .stack import TotemStack
 from .statefile import FileRingSeqStore, StateDirLock
@@ -64,6 +66,9 @@ class NodeSettings:
     """(uids, gids) of the config's ``uidgid`` entries: non-root clients allowed."""
     config: Any = None
     """The :class:`~totem.config.ClusterConfig` it came from, if any (cmap, quorum)."""
+    crypto: Any = None
+    """:class:`~totem.crypto.settings.CryptoSettings`: seal every datagram in corosync
+    2.x's envelope (None: plain corosync 3.x udpu)."""
 
     @property
     def local_addr(self) -> str:
@@ -85,6 +90,11 @@ class Node:
         self.transport: UdpuTransport | None = None
         self.sync: SyncEngine | None = None
         """corosync's service synchronisation with the default services above the ring."""
+        self.services: NodeServices | None = None
+        """The services above the ring (with ``settings.sync``)."""
+        self.exit_status = 0
+        """What totemd exits with: 0, or 255 when another node killed this one (cfg)."""
+        self._stats_updated = -math.inf
         self.host: ServiceHost | None = None
         """The services' client side (with ``settings.ipc``)."""
         self.ipc_server: Any = None
@@ -93,6 +103,12 @@ class Node:
         self._queue_critical = False
         self.malformed: dict[str, int] = {}
         self._malformed_logged: dict[str, float] = {}
+        self.crypto: Any = None
+        """The :class:`~totem.crypto.channel.SecureChannel` with ``settings.crypto``."""
+        self.reloader: Callable[[], Any] | None = None
+        """Reads the configuration again for a reload: returns CryptoSettings (or None)."""
+        self.config_loader: Callable[[], Any] | None = None
+        """Reads corosync.conf again (a ClusterConfig) for cfg's RELOAD_CONFIG."""
         self._stopping = trio.Event()
         self._stopped = trio.Event()
         self.on_event: list[Callable[[Any], None]] = []
@@ -107,13 +123,24 @@ class Node:
         self.lock.acquire()
         try:
             self.store = FileRingSeqStore(s.state_dir, s.nodeid)
-            self.stack = TotemStack(s.nodeid, s.srp, self.store, auto_trans_ack=not s.sync)
+            srp = s.srp
+            if s.crypto is not None:
+                from .crypto.settings import frame_config
+
+                srp = frame_config(srp, s.crypto, s.local_addr)
+            self.stack = TotemStack(s.nodeid, srp, self.store, auto_trans_ack=not s.sync)
             if s.sync:
                 expected = s.expected_votes or len(s.members) * s.votes
-                self.sync = SyncEngine(s.nodeid, default_services(s.nodeid, expected, s.votes),
-                                       room=self.stack.room)
+                self.services = node_services(s.nodeid, cluster=s.config, expected_votes=expected,
+                                              votes=s.votes, clock=self._now)
+                self.sync = SyncEngine(s.nodeid, self.services.all, room=self.stack.room)
+                self._update_votequorum_keys()
             self.transport = UdpuTransport(s.local_addr, s.port, s.members,
                                            block_unlisted=s.block_unlisted_ips)
+            if s.crypto is not None:
+                from .crypto.channel import SecureChannel
+
+                self.crypto = SecureChannel(s.nodeid, s.crypto, s.members)
             if s.ipc and self.sync is not None:
                 self._open_ipc(s.ipc)
         except BaseException:
@@ -125,10 +152,12 @@ class Node:
 
         assert self.sync is not None
         uids, gids = self.settings.uidgid
+        db = self.services.db if self.services is not None else None
         self.host = ServiceHost(self.sync.services.values(),
-                                access=lambda uid, gid: uid in uids or gid in gids)
+                                access=lambda uid, gid: uid in uids or gid in gids
+                                or (db is not None and db.allowed(uid, gid)))
         self.ipc_server = IpcServer(sorted(self.host.services), _HostAdapter(self),
-                                    transport=transport)
+                                    transport=transport, logger=subsystem("IPC"))
         self.host.server = self.ipc_server
 
     def kick(self) -> None:
@@ -176,8 +205,10 @@ class Node:
                 task_status.started()
                 nursery.start_soon(self._loop)
                 await self._stopping.wait()
-                LOG_MAIN.log(NOTICE, "Node was shut down by a signal")
-                self.stack.leave(self._now())
+                if self.exit_status == 0:
+                    LOG_MAIN.log(NOTICE, "Node was shut down by a signal")
+                    self._send_leave_messages()
+                    self.stack.leave(self._now())
                 await self._flush()
                 nursery.cancel_scope.cancel()
         finally:
@@ -190,11 +221,44 @@ class Node:
     def _now(self) -> float:
         return trio.current_time()
 
+    def _send_leave_messages(self) -> None:
+        """votequorum's goodbye (allow_downscale) before the LEAVE, as corosync sends it."""
+        vq = self.services.votequorum if self.services is not None else None
+        msg = vq.leave_message() if vq is not None else None
+        if msg is not None and self.stack is not None:
+            self.stack.send((b"a",), msg)
+
+    def _service_deadline(self) -> float | None:
+        services = self.services
+        if services is None:
+            return None
+        times = [t for t in (services.cfg.deadline,
+                             services.votequorum.next_deadline() if services.votequorum else None)
+                 if t is not None]
+        return min(times) if times else None
+
+    def _service_timers(self) -> None:
+        services = self.services
+        if services is None:
+            return
+        due = self._service_deadline()
+        if due is not None and due <= self._now():
+            now = self._now()
+            services.cfg.handle_timer(now)
+            if services.votequorum is not None:
+                services.votequorum.handle_timer(now)
+            if self.sync is not None:
+                self._send_all(self.sync.poll())
+                self._sync_events()
+
     async def _loop(self) -> None:
         stack, transport = self.stack, self.transport
         assert stack is not None and transport is not None
         while True:
             deadline = stack.get_timer()
+            service_due = self._service_deadline()
+            if service_due is not None and (deadline is None or service_due < deadline):
+                deadline = service_due
             with trio.CancelScope(deadline=deadline if deadline is not None else math.inf) as scope:
                 self._wait_scope = scope
                 if not self._kicked:
@@ -206,7 +270,10 @@ class Node:
                 now = self._now()
                 for data, addr in batch:
                     try:
-                        stack.receive_datagram(data, now)
+                        if self.crypto is None:
+                            stack.receive_datagram(data, now)
+                        else:
+                            self._receive_sealed(data, addr, now)
                     except WireError as exc:
                         self._malformed(addr, exc)
                     await self._flush()
@@ -214,6 +281,7 @@ class Node:
             if deadline is not None and deadline <= self._now():
                 stack.handle_timer(self._now())
                 await self._flush()
+            self._service_timers()
             if self.sync is not None and self.sync.wants_poll:
                 self._send_all(self.sync.poll())
                 self._sync_events()
@@ -223,6 +291,34 @@ class Node:
             if self.host is not None:
                 self._update_host()
                 await self._flush()
+            elif self.services is not None and self.sync is not None and not self.sync.in_sync:
+                for svc in self.services.all:
+                    svc.flush_pending()
+                if self.sync.wants_poll:
+                    self._send_all(self.sync.poll())
+                    self._sync_events()
+                    await self._flush()
+            if self.services is not None and self._now() - self._stats_updated >= 1.0:
+                self._update_stats()
+
+    def _update_votequorum_keys(self) -> None:
+        """The ``runtime.votequorum.*`` keys (corosync-quorumtool reads this_node_id)."""
+        services = self.services
+        if services is None or services.votequorum is None:
+            return
+        db = services.db
+        for key, (vtype, value) in services.votequorum.runtime_cmap().items():
+            if db.python(key) != value:
+                db.set_value(key, vtype, value)
+
+    def _update_stats(self) -> None:
+        """The stats map's srp counters, once a second at most (cmapctl -m stats)."""
+        services, stack = self.services, self.stack
+        assert services is not None and stack is not None
+        self._stats_updated = self._now()
+        services.stats.update_srp_stats(stack.srp.stats)
+        if self.ipc_server is not None:
+            services.stats.update_ipc_stats(len(self.ipc_server.connections), 0)
 
     def _update_host(self) -> None:
         """Tell the service host whether requests must wait: while a sync runs or the
@@ -251,19 +347,58 @@ class Node:
             LOG_TOTEM.warning(f"Dropped a malformed datagram from {addr}: {exc} "
                               f"({self.malformed[addr]} from this source so far)")
 
+    def _receive_sealed(self, data: bytes, addr: str, now: float) -> None:
+        """Authenticate, decrypt and replay-check a datagram before the stack sees it."""
+        stack, crypto = self.stack, self.crypto
+        assert stack is not None and crypto is not None
+        opened = crypto.open(data, addr, now, stack.srp.ring_id)
+        if opened is not None:
+            stack.receive_message(opened.msg, now, opened.data)
+        self._crypto_logs()
+
+    def _crypto_logs(self) -> None:
+        for level, text in self.crypto.take_logs():
+            LOG_TOTEM.log(_LEVELS.get(level, 20), text)
+
     async def _flush(self) -> None:
         stack, transport = self.stack, self.transport
         assert stack is not None and transport is not None
         while True:
+            seal = self.crypto.seal if self.crypto is not None else None
             for d in stack.datagrams_to_send():
+                data = d.data if seal is None else seal(d.data)
                 if isinstance(d, Broadcast):
-                    await transport.broadcast(d.data)
+                    await transport.broadcast(data)
                 else:
-                    await transport.send_to(d.nodeid, d.data)
+                    await transport.send_to(d.nodeid, data)
             ev = stack.next_event()
             if ev is None:
+                if self.crypto is not None and self._crypto_announce():
+                    continue
                 return
             self._handle_event(ev)
+
+    def _crypto_announce(self) -> bool:
+        """Queue a due key announcement (key rotation); True if one was queued."""
+        crypto, stack = self.crypto, self.stack
+        assert crypto is not None and stack is not None
+        out = crypto.announcement()
+        if out is None or not stack.send(*out):
+            return False
+        crypto.announced()
+        return True
+
+    def reload_crypto(self, settings: Any) -> str:
+        """New key material from a reload (CryptoSettings); ValueError if not applicable."""
+        if self.crypto is None or settings is None:
+            raise ValueError("crypto cannot be switched on or off by reload: every node must "
+                             "be restarted with the new settings")
+        text = self.crypto.reload(settings)
+        self.crypto.set_nodelist(self.settings.members)
+        self.settings.crypto = settings
+        self._crypto_logs()
+        self.kick()
+        return text
 
     def _handle_event(self, ev: Any) -> None:
         if isinstance(ev, LogMessage):
@@ -281,6 +416,17 @@ class Node:
                 LOG_QUORUM.log(NOTICE, f"Sync left[{len(ev.left)}]: " + " ".join(map(str, ev.left)))
         elif isinstance(ev, StateChanged):
             LOG_TOTEM.debug(f"entering {ev.new.name} state ({ev.reason}).")
+        if isinstance(ev, ConfigurationChanged) and self.services is not None:
+            services = self.services
+            addresses = services.view.addresses
+            if ev.kind is ConfigurationKind.REGULAR:
+                services.db.update_membership(ev.joined, (), addresses)
+                services.view.ring = tuple(ev.members)
+            else:
+                services.db.update_membership((), ev.left, addresses)
+        if self.crypto is not None:
+            self.crypto.handle_event(ev)
+            self._crypto_logs()
         for cb in self.on_event:
             cb(ev)
         if self.sync is not None:
@@ -301,12 +447,22 @@ class Node:
             if self.host is not None and self.host.event(ev):
                 continue
             if isinstance(ev, ServiceLog):
-                if ev.text.startswith("Completed service synchronization"):
-                    members = sync.members
-                    LOG_QUORUM.log(NOTICE, f"Members[{len(members)}]: " + " ".join(map(str, members)))
                 subsystem(ev.subsys).log(_LEVELS.get(ev.level, 20), ev.text)
             elif isinstance(ev, SyncCompleted):
                 stack.trans_ack()
+            elif isinstance(ev, QuorumChanged):
+                self._update_votequorum_keys()
+            elif isinstance(ev, ShutdownRequested):
+                LOG_MAIN.log(NOTICE, "Shutting down as a client (cfg) or the cluster asked")
+                self.stop()
+            elif isinstance(ev, KilledByNode):
+                LOG_MAIN.error(f"Killed by node {ev.sender}: {ev.reason!r}")
+                self.exit_status = 255
+                self.stop()
+            elif isinstance(ev, ReloadRequested):
+                self._reload_for_cfg(ev)
+            elif isinstance(ev, ReopenLogFiles):
+                LOG_MAIN.info("Reopening log files")
             for cb in self.on_event:
                 cb(ev)
 
@@ -338,11 +494,62 @@ class Node:
                       "transport": {"rx": t.rx, "tx": t.tx, "tx_errors": t.tx_errors,
                                     "rejected_unlisted": t.rejected_unlisted},
                       "malformed": dict(self.malformed)},
+            "crypto": (self.crypto.status() if self.crypto is not None
+                       else {"cipher": "none", "hash": "none"}),
             "timers": {k: round(v - self._now(), 3) for k, v in srp._timers.items()},
             "config": {"token": srp.config.token, "consensus": srp.config.consensus,
                        "token_retransmit": srp.config.token_retransmit, "hold": srp.config.hold,
                        "join": srp.config.join, "merge": srp.config.merge},
         }
+
+    def _reload_for_cfg(self, ev: ReloadRequested) -> None:
+        """corosync-cfgtool -R: read corosync.conf again; the nodelist (nodes added or
+        removed without a restart), votequorum's options and the keys follow it."""
+        services, transport = self.services, self.transport
+        assert services is not None and transport is not None
+        new, error = None, ""
+        if self.config_loader is None:
+            error = "this node has no configuration file to reload"
+        else:
+            try:
+                new = self.config_loader()
+            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the node goes on
+                error = str(exc)
+        services.cfg.finish_reload(ev.conn, new, error)
+        if new is None:
+            LOG_MAIN.error(f"Configuration reload failed: {error}")
+            return
+        members = {n.nodeid: n.addr for n in new.nodes}
+        if self.settings.nodeid not in members:
+            LOG_MAIN.error("Reloaded configuration no longer lists this node; nodelist kept")
+            return
+        self.settings.members = members
+        transport.set_members(members)
+        services.view.addresses = {n.nodeid: [n.addr] for n in new.nodes}
+        if services.votequorum is not None:
+            from .services.votequorum import arithmetic_config
+
+            services.votequorum.reload(arithmetic_config(new))
+        LOG_MAIN.log(NOTICE, f"Configuration reloaded: nodelist of {len(members)} nodes")
+        if self.reloader is not None:
+            self.reload()
+
+    def reload(self) -> dict[str, Any]:
+        """Read the configuration again and apply what can change at run time: the
+        crypto keys (SIGHUP and the control socket's ``reload``)."""
+        if self.reloader is None:
+            return {"error": "this node has no configuration file to reload"}
+        try:
+            settings = self.reloader()
+            if settings is None and self.crypto is None:
+                text = "none (nothing to reload)"
+            else:
+                text = self.reload_crypto(settings)
+        except Exception as exc:  # noqa: BLE001 - reported to the operator, node goes on
+            LOG_MAIN.error(f"Reload failed: {exc}")
+            return {"error": f"reload failed: {exc}"}
+        LOG_MAIN.log(NOTICE, f"Configuration reloaded: crypto {text}")
+        return {"ok": True, "crypto": text}
 
     async def _control_server(self) -> None:
         path = self.settings.control_path
@@ -370,6 +577,8 @@ class Node:
                 command = request.decode(errors="replace").strip()
                 if command == "status":
                     reply = self.status()
+                elif command == "reload":
+                    reply = self.reload()
                 else:
                     reply = {"error": f"unknown command {command!r}"}
                 await stream.send_all(json.dumps(reply).encode() + b"\n")

@@ -24,7 +24,8 @@ from .srp import (
     SrpCore,
     StateChanged,
 )
-from .wire import RingId
+from .wire import Message, RingId
+from .wire.pg import frame_continues
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,10 @@ class TotemStack:
 
     def receive_datagram(self, data: bytes, now: float) -> None:
         self.srp.receive_datagram(data, now)
+
+    def receive_message(self, msg: Message, now: float, data: bytes) -> None:
+        """A message already parsed from ``data`` (e.g. by the crypto layer's checks)."""
+        self.srp.receive(msg, now, data)
 
     def handle_timer(self, now: float) -> None:
         self.srp.handle_timer(now)
@@ -135,6 +140,17 @@ class TotemStack:
         if pg_in.partial_size(sender) > 0:
             self._first_ring[sender] = start if (was_partial and not msgs) else ring
 
+    def _finish_cut_message(self) -> None:
+        """A new ring starts and its sync holds the regular queue back: frames that
+        continue a message begun in the old ring go first, so that receivers see that
+        message whole instead of cut by the sync messages."""
+        queue = self.srp.new_message_queue
+        n = 0
+        while n < len(queue) and frame_continues(queue[n]):
+            n += 1
+        if n:
+            self.srp.send_first_during_sync(n)
+
     def next_event(self) -> StackEvent | None:
         """The next event: whole messages, configuration changes, state changes, logs."""
         ready = self._ready
@@ -151,5 +167,7 @@ class TotemStack:
                         self.pg_in.forget(n)
                 elif self.auto_trans_ack:
                     self.srp.trans_ack()
+                else:
+                    self._finish_cut_message()
             return ev
         return ready.popleft()

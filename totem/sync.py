@@ -143,7 +143,6 @@ class SyncEngine:
             if svc.service_id in self.services:
                 raise ValueError(f"two services with id {svc.service_id}")
             self.services[svc.service_id] = svc
-            svc.attach(self._emit, self.app_send)
         self.room = room
         self.in_sync = True
         """corosync's ``sync_in_process``: True from start-up until the first sync completes
@@ -165,6 +164,9 @@ class SyncEngine:
         self._staged: deque[Outgoing] = deque()
         self._events: deque[object] = deque()
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        # last: a service may emit or send as soon as it is attached
+        for svc in self.services.values():
+            svc.attach(self._emit, self.app_send)
 
     # -- views ------------------------------------------------------------------------------
 

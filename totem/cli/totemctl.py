@@ -69,21 +69,28 @@ def _sim(args: argparse.Namespace) -> int:
         return 0
 
 
+def _control_path(args: argparse.Namespace, command: str) -> str | None:
+    """The daemon's control socket: ``--socket``, or the state_dir of ``-c``'s config."""
+    if args.socket is not None:
+        return args.socket
+    from ..config import ConfigError, load
+
+    try:
+        cfg = load(args.config, local_node=args.node)
+    except (ConfigError, OSError) as exc:
+        print(f"totemctl {command}: {exc}", file=sys.stderr)
+        return None
+    return f"{cfg.state_dir}/totemd.sock"
+
+
 def _status(args: argparse.Namespace) -> int:
     import trio
 
     from ..node import query
 
-    path = args.socket
+    path = _control_path(args, "status")
     if path is None:
-        from ..config import ConfigError, load
-
-        try:
-            cfg = load(args.config, local_node=args.node)
-        except (ConfigError, OSError) as exc:
-            print(f"totemctl status: {exc}", file=sys.stderr)
-            return 2
-        path = f"{cfg.state_dir}/totemd.sock"
+        return 2
     try:
         st = trio.run(query, path)
     except (OSError, trio.TooSlowError, ValueError) as exc:
@@ -103,6 +110,61 @@ def _status(args: argparse.Namespace) -> int:
     t = st["stats"]["transport"]
     bad = sum(st["stats"]["malformed"].values())
     print(f"transport: rx {t['rx']} tx {t['tx']} rejected_unlisted {t['rejected_unlisted']} malformed {bad}")
+    for line in _crypto_lines(st.get("crypto") or {}):
+        print(line)
+    return 0
+
+
+def _crypto_lines(c: dict) -> list[str]:
+    """``totemctl status`` lines about crypto: keys, rotation, drops per reason."""
+    if c.get("cipher", "none") == "none" and c.get("hash", "none") == "none":
+        return ["crypto: none (plain corosync 3.x udpu)"]
+    lines = [f"crypto: {c['cipher']}/{c['hash']}, sealing with key {c['send_key']}, "
+             f"rotation {c['rotation']}"]
+    for k in c.get("keys", []):
+        lines.append(f"  key {k['id']} ({k['role']}): held by {' '.join(map(str, k['held_by'])) or '-'}; "
+                     f"sealing {' '.join(map(str, k['sealing'])) or '-'}")
+    dropped = c.get("dropped", {})
+    lines.append("  dropped: " + ", ".join(f"{r} {n}" for r, n in dropped.items()))
+    return lines
+
+
+def _reload(args: argparse.Namespace) -> int:
+    import trio
+
+    from ..node import query
+
+    path = _control_path(args, "reload")
+    if path is None:
+        return 2
+    try:
+        reply = trio.run(query, path, "reload")
+    except (OSError, trio.TooSlowError, ValueError) as exc:
+        print(f"totemctl reload: cannot reach totemd at {path}: {exc}", file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"totemctl reload: {reply['error']}", file=sys.stderr)
+        return 1
+    print(f"reloaded: crypto {reply['crypto']}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from ..crypto.keyfile import generate_key, key_id, read_key
+
+    try:
+        generate_key(args.k, args.size)
+        kid = key_id(read_key(args.k))
+    except FileExistsError:
+        print(f"totemctl keygen: {args.k} exists; remove it first or name another file "
+              "with -k", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"totemctl keygen: cannot write {args.k}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        return 1
+    print(f"Wrote a {args.size * 8}-bit key to {args.k} (mode 0400), key id {kid}.")
+    print("Copy it to every node (keep it mode 0400, owned by the user running totemd).")
     return 0
 
 
@@ -110,6 +172,12 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     return run(port=args.port, token=args.token)
+
+
+def _import_heartbeat(args: argparse.Namespace) -> int:
+    from .import_heartbeat import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,10 +210,37 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--socket", help="the daemon's control socket (instead of -c)")
     st.add_argument("--json", action="store_true", help="everything, as JSON")
     st.set_defaults(func=_status)
+    rl = sub.add_parser("reload", help="make a running totemd read its configuration again "
+                        "(the crypto keys: docs/crypto.md); like SIGHUP")
+    rl.add_argument("-c", "--config", default="/etc/corosync/corosync.conf",
+                    help="corosync.conf of the daemon (its state_dir holds the control socket)")
+    rl.add_argument("--node", help="which nodelist entry, when several daemons share a host")
+    rl.add_argument("--socket", help="the daemon's control socket (instead of -c)")
+    rl.set_defaults(func=_reload)
+    kg = sub.add_parser("keygen", help="write a new cluster key file, as corosync-keygen does",
+                        description="Write random bytes to a new key file with mode 0400 (refuses "
+                                    "to overwrite one) and print its key id. totemd uses the first "
+                                    "128 bytes, as corosync 2.x does.")
+    kg.add_argument("-k", metavar="FILE", default="/etc/corosync/authkey",
+                    help="key file to write (default /etc/corosync/authkey)")
+    kg.add_argument("-s", "--size", type=int, default=256,
+                    help="bytes of key (default 256, as corosync-keygen; at least 128)")
+    kg.set_defaults(func=_keygen)
+    from . import cpgtool
+    cpgtool.add_parser(sub)
     demo = sub.add_parser("demo", help="three totemd daemons on 127.0.0.1-3: a ring, a crash, a rejoin")
     demo.add_argument("--port", type=int, default=5405, help="totem port (default 5405)")
     demo.add_argument("--token", type=int, default=None, help="token timeout in ms (corosync's default if absent)")
     demo.set_defaults(func=_demo)
+    from .import_heartbeat import add_arguments as import_heartbeat_arguments
+
+    hb = sub.add_parser("import-heartbeat", help="turn Heartbeat's ha.cf and authkeys into a "
+                        "corosync.conf for totemd (docs/heartbeat.md)",
+                        description="Read ha.cf (and authkeys) as Heartbeat 3 does, write a "
+                                    "corosync.conf with the reasoning as comments and a fresh "
+                                    "key file, and report what became of every directive.")
+    import_heartbeat_arguments(hb)
+    hb.set_defaults(func=_import_heartbeat)
     return parser
 
 

@@ -29,6 +29,12 @@ EXIT_CONFIG = 8
 LOG_MAIN = subsystem("MAIN")
 
 
+CRYPTO_NOTE = (
+    "Note: crypto on udpu is a pytotem extension (corosync 2.x's envelope). Real corosync 3 "
+    "refuses crypto_cipher/crypto_hash with transport udpu ('only valid for the Knet "
+    "transport') and sends plaintext, so every node of this nodelist must run totemd: a "
+    "ring with corosync 3 nodes cannot be encrypted.")
+
 IPC_TYPES = {"native": "shm", "shm": "shm", "socket": "socket"}
 """``system.qb_ipc_type`` -> the IPC transport (native is shm on Linux, as in libqb)."""
 
@@ -36,6 +42,7 @@ IPC_TYPES = {"native": "shm", "shm": "shm", "socket": "socket"}
 def load_settings(path: str, node: str | None):
     """(NodeSettings, LogSettings, warnings) from a corosync.conf; ConfigError if unusable."""
     from ..config import load
+    from ..crypto.settings import load_crypto
 
     kwargs = {}
     if node is not None:
@@ -55,6 +62,7 @@ def load_settings(path: str, node: str | None):
         ipc=IPC_TYPES.get(cfg.system.qb_ipc_type, "shm"),
         uidgid=(cfg.allowed_uids, cfg.allowed_gids),
         config=cfg,
+        crypto=load_crypto(cfg),
     )
     lg = cfg.logging
     log = LogSettings(to_stderr=lg.to_stderr, to_logfile=lg.to_logfile, logfile=lg.logfile,
@@ -99,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {w}", file=sys.stderr)
         print(f"Configuration {args.c} is valid: node {settings.nodeid} of "
               f"{len(settings.members)} ({settings.local_addr}:{settings.port})")
+        if settings.crypto is not None:
+            print(f"Crypto: {settings.crypto.describe()}")
+            print(CRYPTO_NOTE)
         return 0
     if not args.f:
         _daemonize()
@@ -106,7 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings:
         LOG_MAIN.warning(w)
     LOG_MAIN.log(25, f"pytotem totemd {__version__} starting up (corosync 3.1.7 compatible)")
+    if settings.crypto is not None:
+        LOG_MAIN.log(25, f"Crypto: {settings.crypto.describe()} (corosync 2.x envelope; "
+                     "corosync 3 nodes cannot join this ring)")
     node = Node(settings)
+    node.reloader = lambda: load_settings(args.c, args.node)[0].crypto
+    node.config_loader = lambda: load_settings(args.c, args.node)[0].config
     node.on_event.append(_ready_notifier())
     try:
         node.open()
@@ -115,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"totemd: cannot start: {exc}", file=sys.stderr)
         return 1
     trio.run(_serve, node)
-    return 0
+    return node.exit_status
 
 
 def _ready_notifier():
@@ -141,8 +157,11 @@ async def _serve(node: Node) -> None:
 
 
 async def _signals(node: Node) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for sig in signals:
+            if sig == signal.SIGHUP:
+                node.reload()  # the crypto keys (docs/crypto.md)
+                continue
             node.stop()
             return
 

@@ -160,7 +160,7 @@ class Simulation:
     def _start(self, n: _Node) -> None:
         wiped, n.wiped = n.wiped, False
         n.inc += 1
-        n.stack = TotemStack(n.nodeid, self.srp_config, n.store)
+        n.stack = self._new_stack(n)
         n.record = NodeRecord((n.nodeid, n.inc), started=self.now, wiped=wiped)
         self.records[n.record.key] = n.record
         n.up = True
@@ -169,6 +169,10 @@ class Simulation:
         self._log(n.nodeid, f"start incarnation {n.inc}{' (ring seq wiped)' if wiped else ''}")
         n.stack.start(self.now)
         self._after(n)
+
+    def _new_stack(self, n: _Node) -> TotemStack:
+        """The protocol stack of a new incarnation (a subclass may run more on top)."""
+        return TotemStack(n.nodeid, self.srp_config, n.store)
 
     def _stop(self, n: _Node, graceful: bool) -> None:
         if not n.up:
@@ -193,12 +197,15 @@ class Simulation:
             return
         for d in stack.datagrams_to_send():
             dests = self.nodeids if isinstance(d, Broadcast) else (d.nodeid,)
+            data = self._wire_out(n, d.data)
             for dst in dests:
                 for delay in self.net.arrivals(n.nodeid, dst):
-                    self._push(self.now + delay, "dgram", dst, n.nodeid, d.data)
+                    self._push(self.now + delay, "dgram", dst, n.nodeid, data)
         rec = n.record
         assert rec is not None
         while (ev := stack.next_event()) is not None:
+            if self._node_event(n, ev):
+                continue
             if isinstance(ev, MessageReceived):
                 rec.history.append(("msg", self._check_payload(n, ev), ev.first_ring != ev.ring_id))
             elif isinstance(ev, ConfigurationChanged):
@@ -209,6 +216,14 @@ class Simulation:
                 self._log(n.nodeid, f"{ev.old.name} -> {ev.new.name}: {ev.reason}")
             elif isinstance(ev, LogMessage) and ev.level != "debug":
                 self._log(n.nodeid, ev.text)
+
+    def _wire_out(self, n: _Node, data: bytes) -> bytes:
+        """What goes on the wire for a datagram of node ``n`` (a hook: crypto seals it)."""
+        return data
+
+    def _node_event(self, n: _Node, ev: object) -> bool:
+        """A hook seeing each event of node ``n`` first; True keeps it out of the record."""
+        return False
 
     def _check_payload(self, n: _Node, ev: MessageReceived) -> tuple[int, int, int]:
         body = ev.body

@@ -268,6 +268,14 @@ class SrpCore:
             self.new_message_queue.extend(self.new_message_queue_trans)
             self.new_message_queue_trans.clear()
 
+    def send_first_during_sync(self, count: int) -> None:
+        """Let the first ``count`` frames of the regular queue go out ahead of what
+        the sync queues: the rest of a message whose first frames went out in the old
+        ring, which would otherwise be cut in two by the sync messages."""
+        queue = self.new_message_queue
+        head = [queue.popleft() for _ in range(min(count, len(queue)))]
+        self.new_message_queue_trans.extendleft(reversed(head))
+
     def leave(self, now: float) -> None:
         """Graceful shutdown: tell the others at once (a LEAVE join)."""
         if not self.started:

@@ -61,6 +61,12 @@ def _frame_struct(order: str) -> struct.Struct:
 _FRAME = {"<": _frame_struct("<"), ">": _frame_struct(">")}
 
 
+def frame_continues(data: bytes, byteorder: str = "<") -> bool:
+    """Whether a frame (one we built, so well formed) starts with the rest of a message
+    whose beginning was in the sender's previous frame."""
+    return _FRAME[byteorder].unpack_from(data)[3] != 0
+
+
 def frame_size(lengths: list[int]) -> int:
     """Bytes a frame with pieces of these lengths occupies."""
     return FRAME_HEADER_SIZE + 2 * len(lengths) + sum(lengths)
