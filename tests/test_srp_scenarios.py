@@ -769,3 +769,23 @@ def test_send_join_spreads_joins_over_a_random_delay():
     joins = [d for d in core.datagrams_to_send()
              if isinstance(d, Broadcast) and isinstance(parse_untrusted(d.data), MembJoin)]
     assert len(joins) == 1
+
+
+def test_a_token_copied_out_of_reach_is_dropped_and_the_ring_goes_on():
+    """Someone on the path sends node 3 a copy of a token of its ring whose seq is far
+    beyond what node 3 has (corosync asserts on it): it is counted and dropped."""
+    from totem.srp.sortqueue import QUEUE_SIZE
+    from totem.wire import OrfToken
+
+    ring = Ring([1, 2, 3])
+    ring.start()
+    ring.run_until(lambda: all(ring.core(n).state.name == "OPERATIONAL" for n in (1, 2, 3)), 10)
+    core3 = ring.core(3)
+    bogus = OrfToken(seq=(core3.my_aru + QUEUE_SIZE + 5) & 0xFFFFFFFF, token_seq=core3.my_token_seq + 1000,
+                     aru=core3.my_aru, aru_addr=1, ring_id=core3.my_ring_id, nodeid=2).pack()
+    core3.receive_datagram(bogus, ring.now)
+    assert core3.stats["token_insane"] == 1
+    before = ring.core(1).stats["orf_token_rx"]
+    ring.run_until(ring.now + 1.0)
+    assert all(ring.core(n).state.name == "OPERATIONAL" for n in (1, 2, 3))
+    assert ring.core(1).stats["orf_token_rx"] > before

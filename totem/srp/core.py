@@ -894,6 +894,15 @@ class SrpCore:
     def _handle_orf_token(self, token: OrfToken, now: float) -> None:
         if self.orf_token_discard:
             return
+        if token.ring_id == self.my_ring_id and ((token.seq - self.my_aru) & SEQ_MASK) >= QUEUE_SIZE:
+            # a token this node cannot have been passed in its ring (a copy of one still
+            # in flight elsewhere, sent by someone on the path): corosync asserts here;
+            # dropping it leaves the real token to do its work
+            self.stats["token_insane"] += 1
+            if self.stats["token_insane"] in (1, 10, 100, 1000):
+                self._log("warning", f"Dropped a token of this ring whose seq {token.seq:x} is out of "
+                                     f"reach of my aru {self.my_aru:x} ({self.stats['token_insane']} so far)")
+            return
         c = self.config
         if token.seq == self.my_last_seq:
             self._start_merge_detect_timeout(now)
@@ -1116,5 +1125,5 @@ _STATS = (
     "memb_commit_token_tx", "memb_commit_token_rx", "token_hold_cancel_tx", "token_hold_cancel_rx",
     "operational_entered", "operational_token_lost", "gather_entered", "gather_token_lost",
     "commit_entered", "commit_token_lost", "recovery_entered", "recovery_token_lost",
-    "consensus_timeouts", "rx_msg_dropped", "continuous_gather",
+    "consensus_timeouts", "rx_msg_dropped", "continuous_gather", "token_insane",
 )
