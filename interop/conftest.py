@@ -1,5 +1,6 @@
-"""Interop tests run real corosync. Outside CI they skip (saying why) when corosync or
-root is missing; in CI (PYTOTEM_REQUIRE_INTEROP=1, set by .ci/run) they fail instead."""
+"""Interop tests run real corosync (and Pacemaker). Outside CI they skip (saying why) when
+corosync, Pacemaker or root is missing; in CI (PYTOTEM_REQUIRE_INTEROP=1, set by .ci/run)
+they fail instead."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def corosync_available() -> str:
     if os.geteuid() != 0:
         _require("real corosync needs root")
     return binary
+
+
+@pytest.fixture
+def pacemaker_available() -> None:
+    """Pacemaker 2.1.5's daemons and tools, the Dummy agent and the hacluster user."""
+    from interop.pacemaker import pacemaker_available as missing
+
+    reason = missing()
+    if reason is not None:
+        _require(reason)
 
 
 def pytest_collection_modifyitems(items):

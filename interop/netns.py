@@ -18,6 +18,8 @@ Everything here shells out to iproute2 (``ip``) and util-linux (``nsenter``, ``u
   the node must still see, e.g. its own work directory when that is under ``/tmp``),
   remounts ``/sys`` for its network namespace, sets the hostname, then sleeps. Every
   command for the node (daemon, tools) enters the holder's namespaces with ``nsenter``.
+  :meth:`Holder.bind_mount` adds more private directories later (e.g. Pacemaker's
+  ``/var/lib/pacemaker`` from the node's work directory, see :mod:`interop.pacemaker`).
 * :func:`sweep_stale` -- deletes namespaces named ``<prefix><pid>-...`` whose pid is gone
   (left behind by a test process that was killed), after killing what runs in them.
 """
@@ -284,6 +286,25 @@ class Holder:
         if cwd is not None:
             argv.append(f"--wd={cwd}")
         return argv + ["--"]
+
+    def bind_mount(self, source: str | Path, target: str | Path) -> None:
+        """Mount host directory ``source`` over ``target`` in this node's mount namespace
+        only (the host and the other nodes keep seeing their own ``target``): a private,
+        persistent copy of e.g. ``/var/lib/pacemaker`` kept in the node's work directory.
+        ``source`` must be visible in the namespace too (e.g. under the node's work
+        directory, which the holder keeps); ``target`` must already exist (nothing is
+        created on the host's file system)."""
+        source, target = os.path.realpath(source), os.path.realpath(target)
+        if not os.path.isdir(source):
+            raise NetnsError(f"bind mount source {source} is not a directory")
+        if not os.path.isdir(target):
+            raise NetnsError(f"bind mount target {target} does not exist")
+        res = subprocess.run(["nsenter", "-t", str(self.pid), "--mount", "--",
+                              "mount", "--no-canonicalize", "--bind", source, target],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise NetnsError(f"mount --bind {source} {target} in {self.netns} failed: "
+                             f"{res.stderr.strip()}")
 
     def stop(self) -> None:
         kill_group(self.proc)
