@@ -1,16 +1,22 @@
 """Real corosync and totemd side by side in one run: membership timings, idle CPU, memory.
 
-Run as root from the repository root:  python bench/compare.py
+Run as root from the repository root:  python bench/compare.py [--only membership|cpg]
 
 For each implementation and ring size (3 and 5 nodes, token 1000 ms), in network
 namespaces made by interop/cluster.py: time from start to the first full ring, time to
 a new ring after SIGKILL of the highest node, time until it is back after a restart,
 CPU seconds per daemon over an idle period, and resident memory per daemon. The table
 ends with totemd/corosync ratios (below 1 means totemd is faster or smaller).
+
+Then CPG on a 3-node ring (bench/cpgbench.py): messages/s and MB/s at 64 B, 1 KiB and
+16 KiB with one and with three senders, latency of one message in flight, daemon CPU,
+with totemd/corosync ratios (above 1 means totemd delivers more). ``--only`` runs one
+part; ``--cpg-seconds`` sets the sending time per CPG cell (default 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -106,10 +112,28 @@ def measure(kind: str, size: int) -> dict[str, float]:
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="corosync and totemd side by side")
+    ap.add_argument("--only", choices=("membership", "cpg"), help="run one part (default both)")
+    ap.add_argument("--cpg-seconds", type=float, default=3.0, help="seconds of sending per CPG cell")
+    ap.add_argument("--corosync-rt", action="store_true",
+                    help="CPG part: leave corosync's SCHED_RR 99 on (default sched_rr: no, as totemd)")
+    args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/compare.py needs root (network namespaces)", file=sys.stderr)
         return 2
+    if args.only != "cpg":
+        membership()
+    if args.only != "membership":
+        import cpgbench
+        if args.only is None:
+            print()
+        results = cpgbench.measure(args.cpg_seconds, corosync_rt=args.corosync_rt)
+        cpgbench.print_table(results, args.cpg_seconds, args.corosync_rt)
+    return 0
+
+
+def membership() -> None:
     results = {}
     for size in SIZES:
         for kind in KINDS:
@@ -130,7 +154,6 @@ def main() -> int:
             base = results[("corosync", s)][m]
             row += f"{(results[('totemd', s)][m] / base if base else float('nan')):>12.2f}"
         print(row)
-    return 0
 
 
 if __name__ == "__main__":

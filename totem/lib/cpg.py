@@ -198,7 +198,8 @@ ReqIterationHandle = Struct("header" / RequestHeader, "iteration_handle" / Int64
 ReqZcAlloc = Struct("header" / RequestHeader, "map_size" / Int64ul, "path_to_file" / Bytes(128))
 ReqZcFree = Struct("header" / RequestHeader, "map_size" / Int64ul, "server_address" / Int64ul)
 ReqZcExecute = Struct("header" / RequestHeader, "server_address" / Int64ul)
-ReqPartialMcast = Struct("header" / ResponseHeader, *_u32("guarantee"), *_u32("msglen"), *_u32("fraglen"), *_u32("type"))
+ReqPartialMcast = Struct("header" / ResponseHeader, *_u32("guarantee"), *_u32("msglen"), *_u32("fraglen"),
+                         *_u32("type"))
 """Then ``fraglen`` bytes of fragment."""
 
 ResMembership = Struct("header" / ResponseHeader, *_u32("member_count"),
