@@ -62,14 +62,24 @@ def test_sigkill_is_noticed_after_token_plus_consensus_and_the_node_rejoins(tote
         wait_ring(c, [1, 2, 3])
 
 
-def test_graceful_stop_is_seen_within_a_second(totemd_ok, tmp_path):
+def test_graceful_stop_is_seen_before_a_token_timeout(totemd_ok, tmp_path):
+    """The leave message, not failure detection, ends the old ring: nobody logs a token
+    loss, and the survivors agree on the new ring sooner than failure detection could
+    have produced it (token timeout + consensus). The bound is the protocol's, not a
+    speed target: the time measured includes process exit and status polling (a Python
+    process per poll) on a loaded CI machine."""
     with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN) as c:
         wait_ring(c, [1, 2, 3])
         t0 = time.monotonic()
         c.stop(2)
         wait_ring(c, [1, 3], timeout=5)
-        assert time.monotonic() - t0 < 1.0
-        assert "Failed to receive the leave message" not in c.logs(1)
+        took = time.monotonic() - t0
+        for n in (1, 3):
+            log = c.logs(n)
+            assert "token timed out" not in log, log[-600:]
+            assert "Failed to receive the leave message" not in log
+        token_timeout = TOKEN + 650  # token is scaled by token_coefficient for 3 nodes
+        assert took < (token_timeout + 1.2 * token_timeout) / 1000, took
 
 
 def test_partition_3_2_heals_into_one_ring(totemd_ok, tmp_path):
