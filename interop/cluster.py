@@ -96,9 +96,10 @@ def daemon_argv(kind: str, conffile: Path, nodeid: int) -> list[str]:
 
 def cluster_config(nodeids: Sequence[int], state_dir: Path, logfile: Path, *,
                    token: int | None = None, totem_options: dict | None = None,
+                   quorum_options: dict | None = None,
                    cluster_name: str = "pytotem-interop") -> str:
     """``interop.realcorosync.udpu_config`` with ``name: node<i>`` in each nodelist entry
-    and any extra ``totem {}`` options."""
+    and any extra ``totem {}`` and ``quorum {}`` options."""
     text = udpu_config([NodeSpec(i, node_addr(i)) for i in nodeids], state_dir, logfile,
                        token=token, cluster_name=cluster_name)
     for i in nodeids:
@@ -108,6 +109,11 @@ def cluster_config(nodeids: Sequence[int], state_dir: Path, logfile: Path, *,
     if totem_options:
         extra = "".join(f"\t{k}: {v}\n" for k, v in totem_options.items())
         text = text.replace("totem {\n", "totem {\n" + extra, 1)
+    if quorum_options:
+        extra = "".join(f"\t{k}: {v}\n" for k, v in quorum_options.items())
+        head = "quorum {\n\tprovider: corosync_votequorum\n"
+        assert head in text
+        text = text.replace(head, head + extra, 1)
     return text
 
 
@@ -161,7 +167,10 @@ class Cluster:
 
     def __init__(self, tmpdir: str | Path, kinds: Sequence[str] = ("corosync",) * 3, *,
                  token: int | None = None, totem_options: dict | None = None,
+                 quorum_options: dict | None = None, nodelist: Sequence[int] | None = None,
                  start: bool = True, cluster_name: str = "pytotem-interop") -> None:
+        """``nodelist``: the node ids the config lists (default: all of them), so that a
+        node can be added later with :meth:`write_config` and a reload."""
         for k in kinds:
             if k not in KINDS:
                 raise ValueError(f"unknown node kind {k!r} (one of {KINDS})")
@@ -170,6 +179,7 @@ class Cluster:
         self.tmpdir = Path(tmpdir).resolve()
         self.token = token
         self.totem_options = totem_options
+        self.quorum_options = quorum_options
         self.cluster_name = cluster_name
         self.autostart = start
         self.prefix = f"{PREFIX}{os.getpid()}-{next(_counter)}-"
@@ -177,6 +187,7 @@ class Cluster:
         self.nodes: dict[int, ClusterNode] = {
             i: ClusterNode(i, kind, self.tmpdir / f"node{i}", self.network.netns(i))
             for i, kind in enumerate(kinds, 1)}
+        self.nodelist = list(nodelist) if nodelist is not None else list(self.nodes)
         self._tools: list[subprocess.Popen] = []
         self._open = False
 
@@ -208,9 +219,7 @@ class Cluster:
             for node in self.nodes.values():
                 node.dir.mkdir(parents=True, exist_ok=True)
                 node.state_dir.mkdir(exist_ok=True)
-                node.conffile.write_text(cluster_config(
-                    list(self.nodes), node.state_dir, node.logfile, token=self.token,
-                    totem_options=self.totem_options, cluster_name=self.cluster_name))
+                self.write_config(node.nodeid)
                 node.holder = Holder(node.netns, node.name,
                                      keep=[node.dir, REPO_ROOT, sys.prefix, sys.base_prefix],
                                      errfile=node.dir / "holder.err")
@@ -219,6 +228,17 @@ class Cluster:
         except BaseException:
             self.close()
             raise
+
+    def write_config(self, n: int, nodelist: Sequence[int] | None = None) -> None:
+        """(Re)write node ``n``'s corosync.conf, listing ``nodelist`` (default: the
+        cluster's current :attr:`nodelist`, which this updates)."""
+        if nodelist is not None:
+            self.nodelist = list(nodelist)
+        node = self.node(n)
+        node.conffile.write_text(cluster_config(
+            self.nodelist, node.state_dir, node.logfile, token=self.token,
+            totem_options=self.totem_options, quorum_options=self.quorum_options,
+            cluster_name=self.cluster_name))
 
     def close(self) -> None:
         """Kill everything started for this cluster and delete its namespaces. Idempotent."""

@@ -321,8 +321,9 @@ class Node:
             services.stats.update_ipc_stats(len(self.ipc_server.connections), 0)
 
     def _update_host(self) -> None:
-        """Tell the service host whether requests must wait: while a sync runs or the
-        totem send queue is critical (75% used; 70% to leave, as totempg's levels)."""
+        """Tell the service host whether requests must wait: while a sync runs, the
+        totem send queue is critical (75% used; 70% to leave, as totempg's levels) or
+        multicasts totem refused are waiting in a service."""
         stack, sync, host = self.stack, self.sync, self.host
         assert stack is not None and sync is not None and host is not None
         used = 1.0 - stack.srp.avail() / stack.srp.queue_max
@@ -330,10 +331,12 @@ class Node:
             self._queue_critical = True
         elif used < 0.70:
             self._queue_critical = False
-        host.update(holding=sync.in_sync or self._queue_critical, ready=not sync.in_sync)
-        if not host.holding:
+        if not sync.in_sync:
+            # what totem refused before goes first, then requests may flow again
             for svc in host.services.values():
                 svc.flush_pending()
+        host.update(holding=sync.in_sync or self._queue_critical or host.backlogged(),
+                    ready=not sync.in_sync)
         if sync.wants_poll:
             self._send_all(sync.poll())
         self._sync_events()
@@ -420,7 +423,13 @@ class Node:
             services = self.services
             addresses = services.view.addresses
             if ev.kind is ConfigurationKind.REGULAR:
-                services.db.update_membership(ev.joined, (), addresses)
+                joined = tuple(ev.joined)
+                me = self.settings.nodeid
+                if me not in joined and services.db.member_status(me) is None:
+                    # corosync records itself from its first (single-node) ring, which
+                    # we never report as a configuration of its own
+                    joined += (me,)
+                services.db.update_membership(joined, (), addresses)
                 services.view.ring = tuple(ev.members)
             else:
                 services.db.update_membership((), ev.left, addresses)
