@@ -46,6 +46,8 @@ from totem.services.cpg import (
     CpgService,
     parse_procjoin_untrusted,
 )
+from totem.ipc.credentials import Credentials
+from totem.servicehost import ServiceHost
 from totem.wire import RingId
 from totem.wire.errors import WireError
 
@@ -645,3 +647,53 @@ def test_join_mcast_and_disconnect_send_the_bytes_corosync_sent() -> None:
     n.deliver()
     n.cpg.lib_disconnect(5)
     assert n.sent == [procleave]
+
+
+class FakeServer:
+    """What the service host tells the IPC server: flow-control levels, disconnects."""
+
+    def __init__(self) -> None:
+        self.fc: dict[int, int] = {}
+        self.disconnects: list[int] = []
+
+    def respond(self, conn_id: int, data: bytes) -> None:
+        pass
+
+    def send_event(self, conn_id: int, data: bytes) -> None:
+        pass
+
+    def set_flow_control(self, level: int, conn_ids=None) -> None:
+        for c in conn_ids or ():
+            self.fc[c] = level
+
+    def disconnect(self, conn_id: int, reason: str) -> None:
+        self.disconnects.append(conn_id)
+
+
+def test_the_host_holds_requests_while_refused_multicasts_wait() -> None:
+    """A client that keeps sending while totem refuses is held and flow-controlled
+    once its first multicast waits, instead of filling its backlog until it is
+    disconnected; the held requests go out in order when the backlog drained."""
+    n = Loop()
+    host = ServiceHost([n.cpg])
+    server = FakeServer()
+    host.server = server
+    host.update(holding=False, ready=True)
+    host.ipc_connect(1, "cpg", Credentials(pid=1, uid=0, gid=0))
+    host.ipc_request(1, JoinRequest(CpgName.of(b"g"), 1, 0).pack())
+    n.deliver()
+    n.open = False
+    big = b"x" * 60000
+    for i in range(2 * PENDING_LIMIT_BYTES // len(big)):
+        host.ipc_request(1, McastRequest(b"%d" % i + big).pack())
+        host.update(holding=host.backlogged(), ready=True)
+    assert n.cpg.backlog_bytes == len(big) + 1 + 184  # only the first one waits in cpg
+    assert server.fc[1] == 2 and server.disconnects == []
+    n.open = True
+    while host.conns[1].held or host.backlogged():
+        n.cpg.flush_pending()
+        host.update(holding=host.backlogged(), ready=True)
+        n.deliver()
+    assert server.fc[1] == 0
+    got = [e.data for e in n.events(1) if isinstance(e, DeliverCallback)]
+    assert got == [b"%d" % i + big for i in range(2 * PENDING_LIMIT_BYTES // len(big))]

@@ -6,8 +6,9 @@ what they mean for the node, exactly as corosync 3.1.7's glue does:
 * a connection is refused with ``-EAGAIN`` until the first service synchronisation
   has completed, and with ``-EACCES`` unless the client is root (uid or gid 0) or
   allowed by a ``uidgid`` entry (spec client-ipc.md §1.3);
-* while a sync runs, or the totem send queue is nearly full, requests are held in
-  arrival order (corosync stops reading them) and the flow-control word of the
+* while a sync runs, the totem send queue is nearly full, or a service has
+  multicasts totem refused waiting, requests are held in arrival order (corosync
+  stops reading them) and the flow-control word of the
   connections is 2, so libcpg refuses multicasts with TRY_AGAIN before sending;
   votequorum keeps being served during sync, as in corosync;
 * responses and events the services emit are handed to the server, which queues
@@ -95,7 +96,8 @@ class ServiceHost:
         conn = self.conns.get(conn_id)
         if conn is None:
             return
-        if conn.held or (self.holding and conn.service.lib_name not in HOLD_EXEMPT):
+        if conn.held or ((self.holding or self.backlogged())
+                         and conn.service.lib_name not in HOLD_EXEMPT):
             conn.held.append(data)
             self.stats["held"] += 1
             return
@@ -122,7 +124,15 @@ class ServiceHost:
             return
         for conn_id, conn in list(self.conns.items()):
             while conn.held and not self.holding and self.conns.get(conn_id) is conn:
+                if self.backlogged():
+                    # a released request filled a service's outbox: hold the rest
+                    self.update(holding=True, ready=ready)
+                    return
                 self._serve(conn_id, conn, conn.held.popleft())
+
+    def backlogged(self) -> bool:
+        """Whether a service has exec messages waiting that totem refused."""
+        return any(s.backlogged for s in self.services.values())
 
     def event(self, ev: object) -> bool:
         """Carry a service's response, event or disconnect to the server; False for

@@ -163,6 +163,13 @@ class Service:
         """Retry exec messages :meth:`multicast` refused earlier, in order; the daemon
         calls it whenever client requests may flow (after each step of its loop)."""
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether exec messages are waiting for :meth:`flush_pending`: client requests
+        are then held (and multicasts flow-controlled), as corosync stops reading
+        requests while totem cannot take more."""
+        return False
+
     # -- sync hooks ---------------------------------------------------------------------
 
     def sync_init(self, trans: tuple[int, ...], members: tuple[int, ...], ring_id: RingId) -> None:

@@ -456,11 +456,9 @@ class CpgService(Service):
     * call :meth:`flush_pending` after every step of its loop in which the transport
       may have room again (after each poll/token), outside sync; it sends waiting
       messages, round robin over connections, until one is refused;
-    * watch :attr:`backlog_bytes` (all waiting bytes, closed connections included)
-      and raise libqb flow control to level 2 on the cpg connections while it is
-      above its high-water mark (0 is a fine mark: any backlog means the transport
-      is not taking multicasts now), so libcpg answers further multicasts with
-      TRY_AGAIN before sending them;
+    * watch :attr:`backlogged` (messages waiting, closed connections' included): the
+      service host then holds client requests and raises libqb flow control to
+      level 2, so libcpg answers further multicasts with TRY_AGAIN before sending;
     * close connections named in a ``LibDisconnect``: a connection that lets its
       FIFO grow past :data:`PENDING_LIMIT_BYTES` (it ignored flow control) loses
       the multicast that did not fit and is disconnected rather than have its
@@ -533,6 +531,10 @@ class CpgService(Service):
     def backlog_bytes(self) -> int:
         """Bytes of exec messages waiting for :meth:`flush_pending`."""
         return sum(box.size for box in self._outboxes.values())
+
+    @property
+    def backlogged(self) -> bool:
+        return bool(self._outboxes)
 
     # -- sync ---------------------------------------------------------------------------
 
