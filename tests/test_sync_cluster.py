@@ -44,13 +44,22 @@ class SyncRing(Ring):
             self._flush(n)
 
     def _room(self, n: int):
-        def room(sizes) -> bool:
-            if n in self.blocked:
-                return False
-            st = self.nodes[n]
-            assert isinstance(st, TotemStack)
-            return st.room(sizes)
-        return room
+        cluster = self
+
+        class Room:
+            """Node ``n``'s stack, or no room at all while ``n`` is blocked."""
+
+            def cost(self, size: int) -> int:
+                return cluster._stack(n).cost(size)
+
+            def fits(self, cost: int) -> bool:
+                return n not in cluster.blocked and cluster._stack(n).fits(cost)
+        return Room()
+
+    def _stack(self, n: int) -> TotemStack:
+        st = self.nodes[n]
+        assert isinstance(st, TotemStack)
+        return st
 
     def _flush(self, n: int) -> None:
         super()._flush(n)
@@ -236,7 +245,16 @@ def test_a_sync_interrupted_in_the_middle_of_a_step() -> None:
     r.run_until(lambda: r.all_synced([1, 2, 3]), timeout=30)
     engine3 = r.engines[3]
     room3 = engine3.room
-    engine3.room = lambda sizes: engine3.current_step != (2, CpgService.name) and room3(sizes)
+
+    class StallCpg:
+        """Node 3's queue, full while the cpg step runs."""
+
+        cost = room3.cost
+
+        def fits(self, cost: int) -> bool:
+            return engine3.current_step != (2, CpgService.name) and room3.fits(cost)
+
+    engine3.room = StallCpg()
     r.kill(2)  # new ring 1, 3: the cmap step completes, cpg stalls on node 3
     r.run_until(lambda: r.engines[1].current_step == (2, CpgService.name)
                 and sorted(r.core(1).members) == [1, 3], timeout=30)

@@ -29,6 +29,17 @@ from totem.wire.pg import GROUP_A, GROUP_SYNC
 T, R = ConfigurationKind.TRANSITIONAL, ConfigurationKind.REGULAR
 
 
+
+class CountRoom:
+    """A transport queue where every message costs one slot; ``fits`` is given the
+    number of messages that would be queued."""
+
+    def __init__(self, fits) -> None:
+        self.fits = fits
+
+    def cost(self, size: int) -> int:
+        return 1
+
 def conf(kind: ConfigurationKind, ring: RingId, members) -> ConfigurationChanged:
     return ConfigurationChanged(kind, ring, tuple(members), (), ())
 
@@ -342,7 +353,7 @@ def test_a_held_barrier_keeps_the_step_processing() -> None:
     (as in corosync, where a failed send makes sync_process report not done): an abort
     then runs the service's abort hook."""
     full = {"v": False}
-    e = SyncEngine(1, [Recorder(1, 0)], room=lambda sizes: not full["v"])
+    e = SyncEngine(1, [Recorder(1, 0)], room=CountRoom(lambda n: not full["v"]))
     ring = RingId(1, 8)
     (build,) = e.configuration_changed(conf(R, ring, (1,)))
     full["v"] = True
@@ -355,7 +366,7 @@ def test_a_held_barrier_keeps_the_step_processing() -> None:
     e.configuration_changed(conf(T, RingId(1, 12), (1,)))
     assert ("abort",) not in e.services[0].calls
     # the same with the barrier still held
-    e2 = SyncEngine(1, [Recorder(1, 0)], room=lambda sizes: not full["v"])
+    e2 = SyncEngine(1, [Recorder(1, 0)], room=CountRoom(lambda n: not full["v"]))
     (build,) = e2.configuration_changed(conf(R, ring, (1,)))
     full["v"] = True
     e2.deliver(1, build.groups, build.body)
@@ -376,10 +387,7 @@ def test_late_barrier_of_an_aborted_ring_is_discarded() -> None:
 def test_room_holds_messages_back_in_order() -> None:
     budget = {"n": 0}
 
-    def room(sizes) -> bool:
-        return len(sizes) <= budget["n"]
-
-    e = SyncEngine(1, default_services(1, expected_votes=1), room=room)
+    e = SyncEngine(1, default_services(1, expected_votes=1), room=CountRoom(lambda n: n <= budget["n"]))
     ring = RingId(1, 8)
     assert e.configuration_changed(conf(R, ring, (1,))) == []
     assert e.wants_poll
@@ -403,7 +411,7 @@ def test_room_holds_messages_back_in_order() -> None:
 
 
 def test_abort_drops_held_messages_of_the_old_round() -> None:
-    e = SyncEngine(1, default_services(1, expected_votes=1), room=lambda sizes: False)
+    e = SyncEngine(1, default_services(1, expected_votes=1), room=CountRoom(lambda n: False))
     e.configuration_changed(conf(R, RingId(1, 8), (1,)))
     assert e.wants_poll
     e.configuration_changed(conf(T, RingId(1, 12), (1,)))

@@ -133,7 +133,7 @@ class Node:
                 expected = s.expected_votes or len(s.members) * s.votes
                 self.services = node_services(s.nodeid, cluster=s.config, expected_votes=expected,
                                               votes=s.votes, clock=self._now)
-                self.sync = SyncEngine(s.nodeid, self.services.all, room=self.stack.room)
+                self.sync = SyncEngine(s.nodeid, self.services.all, room=self.stack)
                 self._update_votequorum_keys()
             self.transport = UdpuTransport(s.local_addr, s.port, s.members,
                                            block_unlisted=s.block_unlisted_ips)

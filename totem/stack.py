@@ -61,6 +61,7 @@ class TotemStack:
         self.nodeid = nodeid
         self.srp = SrpCore(nodeid, self.config, store, on_token_received=self._token_received)
         self.pg_out = PgSender(self.config.frame_max)
+        self._frame_room = self.config.frame_max - 10
         self.pg_in = PgReceiver()
         self._ready: deque[StackEvent] = deque()
         self._first_ring: dict[int, RingId] = {}
@@ -98,20 +99,28 @@ class TotemStack:
     # -- sending ----------------------------------------------------------------------
 
     def frames_needed(self, size: int) -> int:
-        room = self.config.frame_max - 10
-        return size // room + 1
+        return size // self._frame_room + 1
+
+    def cost(self, size: int) -> int:
+        """Send-queue slots a message body of ``size`` bytes may take: its frames and
+        one more (a packed frame it may complete)."""
+        return size // self._frame_room + 2
+
+    def fits(self, cost: int) -> bool:
+        """Whether messages costing ``cost`` in all (:meth:`cost`) would be accepted by
+        :meth:`send` now. O(1): the sync engine asks for every client message."""
+        return cost + self.pg_out.pending_frames <= self.srp.avail()
 
     def room(self, sizes: Sequence[int]) -> bool:
         """Whether messages of these sizes (bodies) would all be accepted by :meth:`send` now."""
-        frames = sum(self.frames_needed(s) for s in sizes)
-        return frames + self.pg_out.pending_frames + len(sizes) <= self.srp.avail()
+        return self.fits(sum(map(self.cost, sizes)))
 
     def send(self, groups: Sequence[bytes], body: bytes | Sequence[bytes]) -> bool:
         """Queue one message for agreed delivery to ``groups``; False if the queue is full."""
         size = len(body) if isinstance(body, bytes) else sum(len(b) for b in body)
         if size > MESSAGE_SIZE_MAX:
             raise ValueError(f"message of {size} bytes exceeds the 1 MiB limit")
-        if not self.room([size]):
+        if not self.fits(self.cost(size)):
             return False
         self.srp.signal_new_message()
         self.pg_out.submit(groups, body)

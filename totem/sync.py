@@ -31,7 +31,7 @@ The engine does no I/O. Every call returns the messages to send, in order, as
 for :meth:`SyncEngine.next_event`. When the node sees :class:`SyncCompleted` it
 calls ``trans_ack`` on its stack.
 
-Sending: pass ``room`` (sizes of bodies -> whether they can all be queued now) to
+Sending: pass ``room`` (a :class:`Room`, the node's :class:`~totem.stack.TotemStack`) to
 have the engine hold back what the transport cannot take yet; :meth:`poll`
 releases it later, in order. Without ``room`` everything is released at once and
 the caller must queue it all.
@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Protocol, Sequence
 
 from .services.base import Service, ServiceLog
 from .srp import ConfigurationChanged, ConfigurationKind
@@ -53,6 +53,14 @@ from .wire.pg import GROUP_A, GROUP_SYNC
 from .wire.service import Barrier, ServiceBuild, parse_service_header_untrusted, parse_sync_untrusted
 
 SUBSYS = "SYNC"
+
+
+class Room(Protocol):
+    """The transport's send queue as the engine sees it: what a message costs in it,
+    and whether a total cost fits now. Costs add up, so checks stay O(1)."""
+
+    def cost(self, size: int) -> int: ...
+    def fits(self, cost: int) -> bool: ...
 
 
 class Outgoing(NamedTuple):
@@ -135,7 +143,7 @@ class SyncEngine:
         nodeid: int,
         services: Iterable[Service] = (),
         *,
-        room: Callable[[Sequence[int]], bool] | None = None,
+        room: Room | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.services: dict[int, Service] = {}
@@ -162,6 +170,8 @@ class SyncEngine:
         step is not done while a send fails) until the transport takes it."""
         self._completed = False
         self._staged: deque[Outgoing] = deque()
+        self._staged_cost = 0
+        """What the staged messages cost in the transport's queue (with ``room``)."""
         self._events: deque[object] = deque()
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
         # last: a service may emit or send as soon as it is attached
@@ -245,14 +255,17 @@ class SyncEngine:
         if self.in_sync:
             self.stats["app_refused"] += 1
             return False
-        if self.room is not None:
-            sizes = [len(o.body) for o in self._staged]
-            sizes.append(len(body))
-            if not self.room(sizes):
-                self.stats["app_refused"] += 1
-                return False
-        self._staged.append(Outgoing((GROUP_A,), body))
+        room = self.room
+        if room is not None and not room.fits(self._staged_cost + room.cost(len(body))):
+            self.stats["app_refused"] += 1
+            return False
+        self._stage(Outgoing((GROUP_A,), body))
         return True
+
+    def _stage(self, out: Outgoing) -> None:
+        self._staged.append(out)
+        if self.room is not None:
+            self._staged_cost += self.room.cost(len(out.body))
 
     def poll(self) -> list[Outgoing]:
         """Retry a step whose ``sync_process`` was not done, and release held messages.
@@ -276,7 +289,7 @@ class SyncEngine:
         self._barrier_staged = False
         self._steps = [_Step(sid, svc.name, svc) for sid, svc in sorted(self.services.items()) if svc.syncs]
         ids = tuple(s.service_id for s in self._steps)
-        self._staged.append(Outgoing((GROUP_SYNC,), ServiceBuild(ring_id, ids).pack()))
+        self._stage(Outgoing((GROUP_SYNC,), ServiceBuild(ring_id, ids).pack()))
         self._trans = tuple(n for n in self._trans if n in members)
         self._emit(SyncStarted(ring_id, members, self._trans))
         self._log("debug", "call init for locally known services")
@@ -294,6 +307,7 @@ class SyncEngine:
             self._emit(SyncAborted(self.ring_id))
         # what the transport has not taken yet belonged to the aborted round
         self._staged.clear()
+        self._staged_cost = 0
         self._barrier_staged = False
         self.ring_id = None
 
@@ -385,12 +399,12 @@ class SyncEngine:
         else:
             messages, done = [], True
         for body in messages:
-            self._staged.append(Outgoing((GROUP_A,), body))
+            self._stage(Outgoing((GROUP_A,), body))
         self._process_retry = True
         if done:
             self._process_pending = False
             assert self.ring_id is not None
-            self._staged.append(Outgoing((GROUP_SYNC,), Barrier(self.ring_id).pack()))
+            self._stage(Outgoing((GROUP_SYNC,), Barrier(self.ring_id).pack()))
             self._barrier_staged = True
 
     # -- sending --------------------------------------------------------------------------------
@@ -398,16 +412,18 @@ class SyncEngine:
     def _release(self, out: list[Outgoing]) -> None:
         """Move held messages to ``out``, oldest first, as far as ``room`` admits them
         together with what ``out`` already holds."""
-        staged = self._staged
-        if self.room is None:
+        staged, room = self._staged, self.room
+        if room is None:
             out.extend(staged)
             staged.clear()
         else:
-            sizes = [len(o.body) for o in out]
+            cost = sum(room.cost(len(o.body)) for o in out)
             while staged:
-                sizes.append(len(staged[0].body))
-                if not self.room(sizes):
+                c = room.cost(len(staged[0].body))
+                if not room.fits(cost + c):
                     return
+                cost += c
+                self._staged_cost -= c
                 out.append(staged.popleft())
         if self._barrier_staged:
             self._barrier_staged = False

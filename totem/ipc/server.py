@@ -195,6 +195,9 @@ class IpcServer:
         self._ids = itertools.count(1)
         self._pending: set[int] = set()
         self._retry_wanted: trio.Event | None = None
+        self._owing: set[int] = set()
+        """Connections owed wake-up bytes, sent together once the caller yields."""
+        self._wakeups_due: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         self._pid = os.getpid()
 
@@ -218,10 +221,13 @@ class IpcServer:
                 self._retry_wanted = trio.Event()
                 for service, sock in listeners:
                     nursery.start_soon(self._accept_loop, service, sock)
+                self._wakeups_due = trio.Event()
                 nursery.start_soon(self._retry_loop)
+                nursery.start_soon(self._wakeup_loop)
                 task_status.started()
         finally:
             self._nursery = None
+            self._wakeups_due = None
             for service, sock in listeners:
                 sock.close()
                 addr = self.addresses.pop(service, None)
@@ -593,11 +599,30 @@ class IpcServer:
             conn.info.events += 1
             if channels.wakeup_bytes:
                 conn.owed_wakeups += 1
-                if not self._send_wakeups(conn):
-                    self._want_retry(conn)
+                if self._wakeups_due is None:
+                    if not self._send_wakeups(conn):
+                        self._want_retry(conn)
+                elif conn.id not in self._owing:
+                    self._owing.add(conn.id)
+                    self._wakeups_due.set()
         else:
             conn.info.responses += 1
         return True
+
+    async def _wakeup_loop(self) -> None:
+        """Send the wake-up bytes of every event written since the last turn, one
+        ``send`` per connection: a node delivering a burst of messages to a client pays
+        one system call for the burst, not one per message (the client takes one chunk
+        per byte either way)."""
+        while True:
+            assert self._wakeups_due is not None
+            await self._wakeups_due.wait()
+            self._wakeups_due = trio.Event()
+            owing, self._owing = self._owing, set()
+            for conn_id in owing:
+                conn = self._conns.get(conn_id)
+                if conn is not None and conn.owed_wakeups and not self._send_wakeups(conn):
+                    self._want_retry(conn)
 
     def _send_wakeups(self, conn: _Conn) -> bool:
         """Send the wake-up bytes owed; False when the socket is full."""

@@ -54,7 +54,7 @@ class QuorumStack:
         self.votequorum = VotequorumService(nodeid, config=qconfig, ev_store=ev_store, clock=clock)
         self.quorum = QuorumService(nodeid, self.votequorum)
         self.engine = SyncEngine(nodeid, [CmapService(nodeid), CpgService(nodeid), self.quorum, self.votequorum],
-                                 room=self.stack.room)
+                                 room=self.stack)
         self.record = record
         self._events: deque[object] = deque()
 
