@@ -46,6 +46,7 @@ from .handshake import (
 from .names import describe, setup_address
 from .ringbuffer import Ring
 from .shm import ShmClientChannels
+from .setupsock import close_socket, pid_alive, send_all
 
 __all__ = ["IpcClient", "WAIT_SLICE"]
 
@@ -106,7 +107,7 @@ class IpcClient:
             sock.setblocking(False)
             await _connect(sock, addr, service)
             pass_credentials(sock, True)
-            if not await _send_all(sock, pack_connection_request(max(max_msg_size, MIN_MSG_SIZE))):
+            if not await send_all(sock, pack_connection_request(max(max_msg_size, MIN_MSG_SIZE))):
                 raise DaemonUnavailable(f"the daemon closed the '{service}' IPC connection "
                                         f"({describe(addr)}) before the handshake")
             raw, creds = await _recv_handshake(sock, service)
@@ -131,7 +132,7 @@ class IpcClient:
             except (OSError, WireError) as exc:
                 raise IpcError(f"cannot open the '{service}' IPC channels: {exc}") from exc
         except BaseException:
-            _close_socket(sock)
+            close_socket(sock)
             raise
         return cls(service, sock, channels, creds, resp.max_msg_size)
 
@@ -322,8 +323,9 @@ class IpcClient:
             while self._waiters:  # a worker thread still uses the mapping
                 await trio.sleep(WAIT_SLICE / 10)
         # As libqb's client: if the daemon died, remove the files it cannot remove.
-        server_gone = self._dead is not None and not _pid_alive(self.server_creds.pid)
-        _close_socket(self._sock)
+        pid = self.server_creds.pid
+        server_gone = self._dead is not None and pid > 0 and not pid_alive(pid)
+        close_socket(self._sock)
         self._ch.close(server_gone=server_gone)
         if server_gone and isinstance(self._ch, ShmClientChannels):
             try:
@@ -358,16 +360,6 @@ async def _connect(sock: socket.socket, addr: bytes | str, service: str) -> None
                                     f"({describe(addr)}): {exc}") from None
 
 
-async def _send_all(sock: socket.socket, data: bytes) -> bool:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view, socket.MSG_NOSIGNAL):]
-        except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
-        except OSError:
-            return False
-    return True
 
 
 async def _recv_handshake(sock: socket.socket, service: str) -> tuple[bytes, Credentials | None]:
@@ -390,23 +382,3 @@ async def _recv_handshake(sock: socket.socket, service: str) -> tuple[bytes, Cre
         creds = creds or from_ancillary(anc)
         buf += data
     return bytes(buf), creds
-
-
-def _close_socket(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -55,6 +55,7 @@ from .handshake import (
 )
 from .names import describe, setup_address
 from .shm import ShmServerChannels
+from .setupsock import close_socket, send_all
 
 __all__ = ["ConnectionInfo", "Credentials", "IpcHandler", "IpcServer"]
 
@@ -303,7 +304,7 @@ class IpcServer:
                     await self._serve_connection(conn)
         finally:
             if conn is None:
-                _close_socket(sock)
+                close_socket(sock)
             else:
                 self._cleanup(conn)
 
@@ -367,7 +368,7 @@ class IpcServer:
         if err != 0:
             payload = pack_connection_response(response)
         with trio.move_on_after(HANDSHAKE_TIMEOUT):
-            if await _send_all(conn.sock, payload):
+            if await send_all(conn.sock, payload):
                 if err != 0:
                     conn.reason = f"refused with {errno.errorcode.get(-err, err)}"
                     self.log.debug("%s: %s", conn, conn.reason)
@@ -502,7 +503,7 @@ class IpcServer:
         self._conns.pop(conn.id, None)
         self._active.pop(conn.id, None)
         self._pending.discard(conn.id)
-        _close_socket(conn.sock)
+        close_socket(conn.sock)
         if conn.channels is not None:
             try:
                 conn.channels.close()
@@ -692,26 +693,8 @@ class IpcServer:
             delay = RETRY_MIN if progress else min(delay * 2, RETRY_MAX)
 
 
-async def _send_all(sock: socket.socket, data: bytes) -> bool:
-    view = memoryview(data)
-    while view:
-        try:
-            sent = sock.send(view, socket.MSG_NOSIGNAL)
-        except BlockingIOError:
-            await trio.lowlevel.wait_writable(sock)
-            continue
-        except OSError:
-            return False
-        view = view[sent:]
-    return True
 
 
-def _close_socket(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 def _unlink_quietly(path: str) -> None:

@@ -18,6 +18,8 @@ import shutil
 import stat
 import string
 
+from .setupsock import pid_alive
+
 _SUFFIX_CHARS = string.ascii_letters + string.digits
 _CONNECTION_DIR = re.compile(r"^qb-(\d+)-(\d+)-(\d+)-[A-Za-z0-9_]+$")
 
@@ -50,14 +52,6 @@ def remove_connection_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale(shm_dir: str) -> list[str]:
@@ -81,7 +75,7 @@ def sweep_stale(shm_dir: str) -> list[str]:
                 continue
         except OSError:
             continue
-        if not _pid_alive(int(m.group(1))):
+        if not pid_alive(int(m.group(1))):
             remove_connection_dir(entry.path)
             removed.append(entry.path)
     return removed
