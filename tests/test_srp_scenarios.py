@@ -252,6 +252,24 @@ def test_graceful_leave_reforms_within_milliseconds():
         assert not any(t.startswith("Failed to receive the leave message") for t in texts)
 
 
+def test_a_node_restarted_while_its_leave_is_in_flight_ignores_that_leave():
+    """Node 3 leaves and is started again before its LEAVE (proc {1,2}, failed {3}) has
+    reached it. The new instance must not take that LEAVE as news: processed, it would
+    put node 3 in its own failed list (the sender lists me as failed -> add the sender,
+    itself), and node 3 would never agree with anyone again. corosync never processes
+    its own LEAVE (the instance that sends it is gone), so the restarted node drops it
+    and joins the ring that 1 and 2 form."""
+    r = Ring([1, 2, 3])
+    r.start()
+    r.run_until(3.0)
+    r.leave(3)
+    r.start(3)
+    assert r.core(3).my_failed_list == []
+    r.run_until(lambda: formed(r, [1, 2, 3]), timeout=10.0)
+    assert r.core(3).my_failed_list == []
+    assert r.core(3).stats["rx_msg_dropped"] == 1  # its own old LEAVE
+
+
 # --------------------------------------------------------------------------- 5. partition
 
 def test_partition_three_two_then_heal():

@@ -778,6 +778,14 @@ class SrpCore:
         self._out.append(Broadcast(TokenHoldCancel(self.my_ring_id, nodeid=self.my_id).pack()))
 
     def _handle_memb_join(self, j: MembJoin, now: float) -> None:
+        if j.nodeid == LEAVE_NODEID and j.system_from == self.my_id:
+            # My own LEAVE, still in flight when this node was started again: it comes
+            # from the previous incarnation. corosync never processes its own LEAVE (the
+            # instance that sends it shuts down, and its socket with it); processing it
+            # here would put this node in its own failed list (the sender, me, lists me
+            # as failed), from where it can never agree with anyone and stays in GATHER.
+            self.stats["rx_msg_dropped"] += 1
+            return
         if now - self.pause_timestamp > self.config.token / 2000:
             self._log("notice", f"Process pause detected for {int((now - self.pause_timestamp) * 1000)} ms, "
                                 "flushing membership messages.")
