@@ -162,16 +162,16 @@ class Node:
 
     def kick(self) -> None:
         """Wake the loop: something outside it (a client request) queued work."""
+        if self._kicked:
+            return
         self._kicked = True
         if self._wait_scope is not None:
             self._wait_scope.cancel()
 
     def after_service_call(self) -> None:
-        """Carry out what a client request made the services do: hand their exec
-        messages to the stack, their responses and events to the clients."""
-        if self.sync is not None:
-            self._send_all(self.sync.poll())
-            self._sync_events()
+        """A client call made the services queue exec messages, responses or events:
+        the loop's next turn carries them out, for every call the IPC server handed
+        over meanwhile at once (a burst of requests costs one turn, not one each)."""
         self.kick()
 
     def close(self) -> None:
