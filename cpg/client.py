@@ -27,12 +27,13 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 import trio
 
 from totem.ipc.client import IpcClient
-from totem.ipc.errors import ConnectionClosed, DaemonUnavailable, IpcError, TryAgain
+from totem.ipc.calls import retrying
+from totem.ipc.errors import ConnectionClosed, DaemonUnavailable, IpcError, ServiceError
 from totem.lib import cpg as lib
 from totem.lib.common import CsError
 from totem.wire import RingId
@@ -44,8 +45,6 @@ Member = lib.Member
 Address = lib.Address
 EVENT_QUEUE = 4096
 """Events the client holds for a reader that is behind."""
-BACKOFF_FIRST = 0.001
-BACKOFF_MAX = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,34 +80,8 @@ class RingChange:
 Event = Message | MembershipChange | RingChange
 
 
-class CpgError(IpcError):
-    """The daemon answered a request with an error (``cs_error``: a :class:`CsError`)."""
-
-    def __init__(self, what: str, error: int) -> None:
-        try:
-            self.cs_error = CsError(error)
-            name = self.cs_error.name
-        except ValueError:
-            self.cs_error = CsError.LIBRARY
-            name = str(error)
-        super().__init__(f"{what}: {name}")
-
-
-async def _retrying(call: Callable[[], Awaitable[bytes | None]]) -> bytes | None:
-    """Run ``call`` until it is not refused with TRY_AGAIN (raised or answered)."""
-    delay = BACKOFF_FIRST
-    while True:
-        try:
-            res = await call()
-        except TryAgain:
-            res = None
-            again = True
-        else:
-            again = res is not None and lib.parse_status_untrusted(res)[1] == CsError.TRY_AGAIN
-        if not again:
-            return res
-        await trio.sleep(delay)
-        delay = min(delay * 2, BACKOFF_MAX)
+class CpgError(ServiceError):
+    """The cpg service answered a request with an error (``cs_error``: a :class:`CsError`)."""
 
 
 class Client:
@@ -124,7 +97,7 @@ class Client:
     # -- queries ---------------------------------------------------------------------
 
     async def local_nodeid(self) -> int:
-        res = await _retrying(lambda: self.ipc.request(lib.simple_request(lib.CpgRequestId.LOCAL_GET)))
+        res = await retrying(lambda: self.ipc.request(lib.simple_request(lib.CpgRequestId.LOCAL_GET)))
         assert res is not None
         error, nodeid = lib.parse_local_get_response_untrusted(res)
         _check(error, "local_get")
@@ -133,7 +106,7 @@ class Client:
     async def members(self, group: bytes) -> list[Member]:
         """The current members (nodeid, pid) of any group, joined or not."""
         req = lib.membership_request(lib.CpgName.of(group))
-        res = await _retrying(lambda: self.ipc.request(req))
+        res = await retrying(lambda: self.ipc.request(req))
         assert res is not None
         m = lib.parse_membership_response_untrusted(res)
         _check(m.error, "membership_get")
@@ -146,7 +119,7 @@ class Client:
             req = lib.IterationInitializeRequest(lib.IterationType.ALL).pack()
         else:
             req = lib.IterationInitializeRequest(lib.IterationType.ONE_GROUP, lib.CpgName.of(group)).pack()
-        res = await _retrying(lambda: self.ipc.request(req))
+        res = await retrying(lambda: self.ipc.request(req))
         assert res is not None
         error, handle = lib.parse_iteration_initialize_response_untrusted(res)
         _check(error, "iteration_initialize")
@@ -173,7 +146,7 @@ class Client:
             raise CpgError(f"this connection is already in group {self.group.name!r}", CsError.EXIST)
         flags = lib.JOIN_FLAG_INITIAL_TOTEM_CONF if ring_changes else 0
         req = lib.JoinRequest(lib.CpgName.of(group), self.pid, flags).pack()
-        res = await _retrying(lambda: self.ipc.request(req))
+        res = await retrying(lambda: self.ipc.request(req))
         assert res is not None
         _check(lib.parse_status_untrusted(res)[1], f"join {group!r}")
         self.group = Group(self, group)
@@ -243,7 +216,7 @@ class Group:
         ipc = self.client.ipc
         if len(data) <= lib.FRAGMENT_SIZE:
             req = lib.McastRequest(data).pack()
-            await _retrying(lambda: ipc.send(req, fc_max=2))
+            await retrying(lambda: ipc.send(req, fc_max=2))
             return
         while not await self._send_fragments(data):
             pass  # a configuration change cut it: members drop the pieces, send it again
@@ -257,7 +230,7 @@ class Group:
             kind = (lib.PartialType.FIRST if start == 0 else
                     lib.PartialType.LAST if start + size >= len(data) else lib.PartialType.CONTINUED)
             req = lib.PartialMcastRequest(len(data), kind, data[start:start + size]).pack()
-            res = await _retrying(lambda: ipc.request(req))
+            res = await retrying(lambda: ipc.request(req))
             assert res is not None
             error = lib.parse_status_untrusted(res)[1]
             if error == CsError.INTERRUPT:
@@ -281,7 +254,7 @@ class Group:
 
     async def leave(self) -> None:
         req = lib.LeaveRequest(lib.CpgName.of(self.name), self.client.pid).pack()
-        res = await _retrying(lambda: self.client.ipc.request(req))
+        res = await retrying(lambda: self.client.ipc.request(req))
         assert res is not None
         _check(lib.parse_status_untrusted(res)[1], f"leave {self.name!r}")
         self.client.group = None

@@ -12,7 +12,7 @@ import sys
 import trio
 
 
-def _escape(name: bytes) -> str:
+def escape_bytes(name: bytes) -> str:
     """A group name as corosync-cpgtool prints it: printable bytes as they are,
     others as \\xNN."""
     return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else ("\\\\" if b == 0x5C else f"\\x{b:02X}")
@@ -44,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         groups: dict[str, list[dict]] = {}
         for name, nodeid, pid in rows:
-            groups.setdefault(_escape(name), []).append({"nodeid": nodeid, "pid": pid})
+            groups.setdefault(escape_bytes(name), []).append({"nodeid": nodeid, "pid": pid})
         print(json.dumps({"local_nodeid": local, "groups": groups}, indent=2))
         return 0
     print(f"Group Name\t{'PID':>10}\t{'Node ID':>10}")
     last = None
     for name, nodeid, pid in rows:
         if name != last:
-            print(_escape(name))
+            print(escape_bytes(name))
             last = name
         print(f"\t\t{pid:>10}\t{nodeid:>10}{' (local)' if nodeid == local else ''}")
     return 0

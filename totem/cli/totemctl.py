@@ -226,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     kg.add_argument("-s", "--size", type=int, default=256,
                     help="bytes of key (default 256, as corosync-keygen; at least 128)")
     kg.set_defaults(func=_keygen)
-    from . import cpgtool
+    from . import cmaptool, cpgtool, quorumtool
     cpgtool.add_parser(sub)
+    quorumtool.add_parser(sub)
+    cmaptool.add_parser(sub)
     demo = sub.add_parser("demo", help="three totemd daemons on 127.0.0.1-3: a ring, a crash, a rejoin")
     demo.add_argument("--port", type=int, default=5405, help="totem port (default 5405)")
     demo.add_argument("--token", type=int, default=None, help="token timeout in ms (corosync's default if absent)")

@@ -67,5 +67,18 @@ class TryAgain(IpcError):
     cs_error = CsError.TRY_AGAIN
 
 
+class ServiceError(IpcError):
+    """The daemon answered a request with an error (``cs_error``: a :class:`CsError`)."""
+
+    def __init__(self, what: str, error: int) -> None:
+        try:
+            self.cs_error = CsError(error)
+            name = self.cs_error.name
+        except ValueError:
+            self.cs_error = CsError.LIBRARY
+            name = str(error)
+        super().__init__(f"{what}: {name}")
+
+
 class ConnectionClosed(IpcError):
     """The daemon closed the connection, or the client was closed."""
