@@ -439,6 +439,24 @@ class Cluster:
                 raise AssertionError(f"members did not become {want} within {timeout}s: {seen}")
             time.sleep(0.2)
 
+    def wait_ring(self, nodes: Iterable[int], timeout: float = 20.0) -> dict:
+        """Wait until the totemd ``nodes`` are OPERATIONAL in one ring made of exactly
+        them (same ring id everywhere); return their status."""
+        nodes = sorted(nodes)
+        deadline = time.monotonic() + timeout
+        st: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                st = {n: self.status(n) for n in nodes}
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError):  # a daemon still starting
+                st = {}
+            if st and all(s["state"] == "OPERATIONAL" and s["members"] == nodes for s in st.values()) \
+                    and len({(s["ring_id"]["rep"], s["ring_id"]["seq"]) for s in st.values()}) == 1:
+                return st
+            time.sleep(0.05)
+        raise AssertionError(f"nodes {nodes} did not form one ring: {st} "
+                             + "; ".join(f"{n}: {self.logs(n)[-600:]}" for n in nodes))
+
     # -- logs ------------------------------------------------------------------------
 
     def logs(self, n: int) -> str:

@@ -45,23 +45,6 @@ def encrypt(c: Cluster, keys: dict[int, str], extra: str = "") -> None:
                                             f"\tkeyfile: {path}\n{extra}"))
 
 
-def wait_ring(c: Cluster, nodes, timeout=20.0) -> dict:
-    nodes = sorted(nodes)
-    deadline = time.monotonic() + timeout
-    st: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            st = {n: c.status(n) for n in nodes}
-        except Exception:  # noqa: BLE001 - a daemon still starting up
-            st = {}
-        if st and all(s["state"] == "OPERATIONAL" and s["members"] == nodes for s in st.values()) \
-                and len({(s["ring_id"]["rep"], s["ring_id"]["seq"]) for s in st.values()}) == 1:
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"nodes {nodes} did not form one ring: {st} " +
-                         "; ".join(f"{n}: {c.logs(n)[-600:]}" for n in nodes))
-
-
 def test_encrypted_ring_excludes_a_node_with_another_key(totemd_ok, tmp_path):
     with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN, start=False) as c:
         shared = generate_key(tmp_path / "authkey")
@@ -69,7 +52,7 @@ def test_encrypted_ring_excludes_a_node_with_another_key(totemd_ok, tmp_path):
         encrypt(c, {n: install_key(c, n, shared) for n in (1, 2)} | {3: install_key(c, 3, wrong)})
         c.start(1)
         c.start(2)
-        st = wait_ring(c, [1, 2])
+        st = c.wait_ring([1, 2])
         ring = st[1]["ring_id"]
         assert st[1]["crypto"]["send_key"] == key_id(read_key(shared))
         c.wait_log(1, r"Crypto: aes256/sha256, key [0-9a-f]{16} \(keyfile .*authkey\)", 5)
@@ -88,7 +71,7 @@ def test_encrypted_ring_excludes_a_node_with_another_key(totemd_ok, tmp_path):
         path.write_bytes(read_key(shared))
         os.chmod(path, 0o400)
         c.start(3)
-        wait_ring(c, [1, 2, 3])
+        c.wait_ring([1, 2, 3])
 
 
 def test_key_rotation_by_reload_without_a_membership_change(totemd_ok, tmp_path):
@@ -100,7 +83,7 @@ def test_key_rotation_by_reload_without_a_membership_change(totemd_ok, tmp_path)
         new = {n: install_key(c, n, new_src, "authkey.new") for n in (1, 2, 3)}
         encrypt(c, old)
         c.start_all()
-        st = wait_ring(c, [1, 2, 3])
+        st = c.wait_ring([1, 2, 3])
         ring = st[1]["ring_id"]
         # step 1: keyfile_next on every node, reloaded one after the other
         for n in (1, 2, 3):
@@ -133,7 +116,7 @@ def test_key_rotation_by_reload_without_a_membership_change(totemd_ok, tmp_path)
         while not all([k["id"] for k in c.status(n)["crypto"]["keys"]] == [new_id] for n in (1, 2, 3)):
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        st = wait_ring(c, [1, 2, 3])
+        st = c.wait_ring([1, 2, 3])
         assert all(s["ring_id"] == ring for s in st.values()), "no membership change"
         assert all(s["crypto"]["rotation"] == "none" for s in st.values())
         # a reload that would change the cipher is refused, the node goes on

@@ -23,26 +23,10 @@ def totemd_ok(corosync_available):
         pytest.fail(f"totemd cannot run: {reason}")
 
 
-def wait_ring(c: Cluster, nodes, timeout=20.0):
-    nodes = sorted(nodes)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            st = {n: c.status(n) for n in nodes}
-        except Exception:  # noqa: BLE001 - a daemon still starting up
-            st = {}
-        if st and all(s["state"] == "OPERATIONAL" and s["members"] == nodes for s in st.values()) \
-                and len({(s["ring_id"]["rep"], s["ring_id"]["seq"]) for s in st.values()}) == 1:
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"nodes {nodes} did not form one ring: " +
-                         "; ".join(f"{n}: {c.logs(n)[-400:]}" for n in nodes))
-
-
 @pytest.mark.parametrize("size", [3, 5])
 def test_totemd_rings_form(totemd_ok, tmp_path, size):
     with Cluster(tmp_path, kinds=("totemd",) * size, token=TOKEN) as c:
-        st = wait_ring(c, range(1, size + 1))
+        st = c.wait_ring(range(1, size + 1))
         assert st[1]["ring_id"]["rep"] == 1
         for n in range(1, size + 1):
             c.wait_log(n, rf"Members\[{size}\]: " + " ".join(map(str, range(1, size + 1))), 10)
@@ -50,16 +34,16 @@ def test_totemd_rings_form(totemd_ok, tmp_path, size):
 
 def test_sigkill_is_noticed_after_token_plus_consensus_and_the_node_rejoins(totemd_ok, tmp_path):
     with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN) as c:
-        wait_ring(c, [1, 2, 3])
+        c.wait_ring([1, 2, 3])
         killed = time.monotonic()
         c.kill(3)
-        wait_ring(c, [1, 2], timeout=15)
+        c.wait_ring([1, 2], timeout=15)
         took = time.monotonic() - killed
         consensus = 1.2 * (TOKEN + 650)  # token is scaled by token_coefficient for 3 nodes
         assert (TOKEN + 650) / 1000 + consensus / 1000 - 0.8 <= took <= (TOKEN + 650 + consensus) / 1000 + 1.5, took
         c.wait_log(1, r"A processor failed, forming new configuration: token timed out", 5)
         c.start(3)
-        wait_ring(c, [1, 2, 3])
+        c.wait_ring([1, 2, 3])
 
 
 def test_graceful_stop_is_seen_before_a_token_timeout(totemd_ok, tmp_path):
@@ -69,10 +53,10 @@ def test_graceful_stop_is_seen_before_a_token_timeout(totemd_ok, tmp_path):
     speed target: the time measured includes process exit and status polling (a Python
     process per poll) on a loaded CI machine."""
     with Cluster(tmp_path, kinds=("totemd",) * 3, token=TOKEN) as c:
-        wait_ring(c, [1, 2, 3])
+        c.wait_ring([1, 2, 3])
         t0 = time.monotonic()
         c.stop(2)
-        wait_ring(c, [1, 3], timeout=5)
+        c.wait_ring([1, 3], timeout=5)
         took = time.monotonic() - t0
         for n in (1, 3):
             log = c.logs(n)
@@ -84,9 +68,9 @@ def test_graceful_stop_is_seen_before_a_token_timeout(totemd_ok, tmp_path):
 
 def test_partition_3_2_heals_into_one_ring(totemd_ok, tmp_path):
     with Cluster(tmp_path, kinds=("totemd",) * 5, token=TOKEN) as c:
-        wait_ring(c, [1, 2, 3, 4, 5])
+        c.wait_ring([1, 2, 3, 4, 5])
         c.partition([[1, 2, 3], [4, 5]])
-        wait_ring(c, [1, 2, 3], timeout=20)
-        wait_ring(c, [4, 5], timeout=20)
+        c.wait_ring([1, 2, 3], timeout=20)
+        c.wait_ring([4, 5], timeout=20)
         c.heal_all()
-        wait_ring(c, [1, 2, 3, 4, 5], timeout=30)
+        c.wait_ring([1, 2, 3, 4, 5], timeout=30)

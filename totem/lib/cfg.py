@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Padding, Struct
 
 from ..wire.errors import WireError
-from .cmap import build, parse
-from .common import CS_OK, RequestHeader, ResponseHeader
+from .common import CS_OK, RequestHeader, ResponseHeader, build, parse
 
 INTERFACES_MAX = 16
 """``CFG_MAX_INTERFACES``: the name/status slots of the legacy RINGSTATUSGET."""

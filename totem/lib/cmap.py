@@ -14,14 +14,13 @@ ITER_INIT and TRACK_ADD), so :func:`key_of` does the same.
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 from typing import Any
 
-from construct import Construct, ConstructError, Int8ul, Int32sl, Int64ul, Padding, Struct
+from construct import Int8ul, Int32sl, Int64ul, Padding, Struct
 
 from ..wire.errors import WireError
-from .common import CS_OK, MarName, RequestHeader, ResponseHeader
+from .common import CS_OK, MarName, RequestHeader, ResponseHeader, build, parse
 
 NAME_MAX = 256
 """Bytes of a ``mar_name_t`` value; a key must be shorter (it needs a NUL)."""
@@ -97,30 +96,6 @@ NotifyEvent = Struct(
     "old_value_len" / Int64ul,
 )
 """336 bytes, then the new value, then the old one."""
-
-_SIZE = struct.Struct("<i")
-
-
-def build(layout: Construct, msg_id: int, error: int | None = None, tail: bytes = b"",
-          **fields: Any) -> bytes:
-    """One message: ``layout`` then ``tail``, the header's ``size`` set to the total.
-    ``error`` None builds a request header, anything else a response header."""
-    header: dict[str, int] = {"id": int(msg_id), "size": 0}
-    if error is not None:
-        header["error"] = int(error)
-    data = bytearray(layout.build({"header": header, **fields}))
-    data += tail
-    _SIZE.pack_into(data, 8, len(data))
-    return bytes(data)
-
-
-def parse(layout: Construct, data: bytes, what: str) -> Any:
-    """Decode the fixed part of untrusted bytes; only :class:`WireError` escapes."""
-    try:
-        return layout.parse(data)
-    except (ConstructError, ValueError, OverflowError) as exc:
-        raise WireError(f"{what} does not decode: {exc}", 0) from None
-
 
 def name_fields(name: bytes) -> dict[str, Any]:
     """A ``mar_name_t`` holding ``name`` (NUL padded); ValueError if it does not fit."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import enum
 import struct
 
-from construct import Bytes, Int16ul, Int32sl, Int32ul, Int64ul, Padding, Struct
+from typing import Any
+
+from construct import Bytes, Construct, ConstructError, Int16ul, Int32sl, Int32ul, Int64ul, Padding, Struct
 
 from ..wire.errors import WireError
 from ..wire.layout import flat_format
@@ -107,3 +109,30 @@ def parse_response_header_untrusted(data: bytes) -> tuple[int, int, int]:
     if len(data) < RESPONSE_HEADER_SIZE:
         raise WireError(f"response of {len(data)} bytes is shorter than its header", 0)
     return _RESP.unpack_from(data)
+
+
+_SIZE = struct.Struct("<i")
+
+
+def build(layout: Construct, msg_id: int, error: int | None = None, tail: bytes = b"", **fields: Any) -> bytes:
+    """One message of the libraries that define their layouts with construct (cmap,
+    cfg, quorum, votequorum): ``layout`` then ``tail``, the header's ``size`` set to the
+    total. ``error`` None builds a request header, anything else a response header;
+    ``layout`` may be a bare header."""
+    header: dict[str, int] = {"id": int(msg_id), "size": 0}
+    if error is not None:
+        header["error"] = int(error)
+    bare = layout is RequestHeader or layout is ResponseHeader
+    data = bytearray(layout.build(header if bare else {"header": header, **fields}))
+    data += tail
+    _SIZE.pack_into(data, 8, len(data))
+    return bytes(data)
+
+
+def parse(layout: Construct, data: bytes, what: str) -> Any:
+    """Decode the fixed part of untrusted bytes with ``layout``; only :class:`WireError`
+    escapes."""
+    try:
+        return layout.parse(data)
+    except (ConstructError, ValueError, OverflowError) as exc:
+        raise WireError(f"{what} does not decode: {exc}", 0) from None

@@ -9,22 +9,19 @@ The notifications carry their node lists 4 bytes before the end of the fixed par
 of the C struct and are sized ``sizeof(struct) + 4·n``, so every one of them ends in
 4 bytes that belong to no field (corosync leaves stack bytes there; we write zeros).
 
-:func:`build_message` and :func:`parse_message` are the two helpers the libquorum and
-libvotequorum codecs share.
+:func:`ring_id_fields` and :func:`ring_id_of` are shared with the libvotequorum codecs.
 """
 
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 from typing import Any
 
-from construct import Array, Construct, ConstructError, Int32sl, Int32ul, Int64ul, Padding, Struct, this
+from construct import Array, Int32sl, Int32ul, Int64ul, Padding, Struct, this
 
 from ..wire import RingId
-from ..wire.errors import WireError
-from .common import CS_OK, MarRingId, RequestHeader, ResponseHeader
+from .common import CS_OK, MarRingId, RequestHeader, ResponseHeader, build, parse
 
 
 class ReqId(enum.IntEnum):
@@ -102,29 +99,6 @@ NodelistNotificationV1 = Struct(
 
 # -- shared helpers -------------------------------------------------------------------------
 
-_SIZE = struct.Struct("<i")
-
-
-def build_message(layout: Construct, msg_id: int, error: int | None = None, **fields: Any) -> bytes:
-    """Encode one message; the header's ``size`` is set to the length built. ``error``
-    None builds a request header, anything else a response header."""
-    header: dict[str, int] = {"id": msg_id, "size": 0}
-    if error is not None:
-        header["error"] = int(error)
-    bare = layout is RequestHeader or layout is ResponseHeader
-    data = bytearray(layout.build(header if bare else {"header": header, **fields}))
-    _SIZE.pack_into(data, 8, len(data))
-    return bytes(data)
-
-
-def parse_message(layout: Construct, data: bytes, what: str) -> Any:
-    """Decode untrusted bytes with ``layout``; only :class:`WireError` escapes."""
-    try:
-        return layout.parse(data)
-    except (ConstructError, ValueError, OverflowError) as exc:
-        raise WireError(f"{what} does not decode: {exc}", 0) from None
-
-
 def ring_id_fields(ring_id: RingId | None) -> dict[str, int]:
     return {"nodeid": ring_id.rep if ring_id else 0, "seq": ring_id.seq if ring_id else 0}
 
@@ -138,24 +112,24 @@ def ring_id_of(c: Any) -> RingId:
 
 def encode_request(req: ReqId) -> bytes:
     """GETQUORATE, TRACKSTOP or GETTYPE."""
-    return build_message(Header, req)
+    return build(Header, req)
 
 
 def encode_trackstart(track_flags: int) -> bytes:
-    return build_message(TrackStartReq, ReqId.TRACKSTART, track_flags=track_flags)
+    return build(TrackStartReq, ReqId.TRACKSTART, track_flags=track_flags)
 
 
 def encode_model_gettype(model: int) -> bytes:
-    return build_message(ModelGetTypeReq, ReqId.MODEL_GETTYPE, model=model)
+    return build(ModelGetTypeReq, ReqId.MODEL_GETTYPE, model=model)
 
 
 def decode_trackstart(data: bytes) -> int:
     """The track flags of a TRACKSTART."""
-    return int(parse_message(TrackStartReq, data, "quorum TRACKSTART").track_flags)
+    return int(parse(TrackStartReq, data, "quorum TRACKSTART").track_flags)
 
 
 def decode_model_gettype(data: bytes) -> int:
-    return int(parse_message(ModelGetTypeReq, data, "quorum MODEL_GETTYPE").model)
+    return int(parse(ModelGetTypeReq, data, "quorum MODEL_GETTYPE").model)
 
 
 # -- responses and events (daemon encodes, client decodes) ---------------------------------------
@@ -163,31 +137,31 @@ def decode_model_gettype(data: bytes) -> int:
 
 def encode_status(res: ResId, error: int = CS_OK) -> bytes:
     """TRACKSTART / TRACKSTOP responses: the header alone."""
-    return build_message(StatusRes, res, error)
+    return build(StatusRes, res, error)
 
 
 def encode_getquorate(quorate: bool, error: int = CS_OK) -> bytes:
-    return build_message(QuorateRes, ResId.GETQUORATE, error, quorate=int(quorate))
+    return build(QuorateRes, ResId.GETQUORATE, error, quorate=int(quorate))
 
 
 def encode_type(res: ResId, quorum_type: int, error: int = CS_OK) -> bytes:
     """GETTYPE or MODEL_GETTYPE response."""
-    return build_message(TypeRes, res, error, quorum_type=quorum_type)
+    return build(TypeRes, res, error, quorum_type=quorum_type)
 
 
 def encode_notification_v0(quorate: bool, ring_seq: int, members: tuple[int, ...]) -> bytes:
-    return build_message(NotificationV0, ResId.NOTIFICATION, CS_OK, quorate=int(quorate),
+    return build(NotificationV0, ResId.NOTIFICATION, CS_OK, quorate=int(quorate),
                          ring_seq=ring_seq, entries=len(members), view_list=list(members))
 
 
 def encode_quorum_notification_v1(quorate: bool, ring_id: RingId | None, members: tuple[int, ...]) -> bytes:
-    return build_message(QuorumNotificationV1, ResId.V1_QUORUM_NOTIFICATION, CS_OK, quorate=int(quorate),
+    return build(QuorumNotificationV1, ResId.V1_QUORUM_NOTIFICATION, CS_OK, quorate=int(quorate),
                          ring_id=ring_id_fields(ring_id), entries=len(members), view_list=list(members))
 
 
 def encode_nodelist_notification_v1(ring_id: RingId | None, members: tuple[int, ...],
                                     joined: tuple[int, ...] = (), left: tuple[int, ...] = ()) -> bytes:
-    return build_message(NodelistNotificationV1, ResId.V1_NODELIST_NOTIFICATION, CS_OK,
+    return build(NodelistNotificationV1, ResId.V1_NODELIST_NOTIFICATION, CS_OK,
                          ring_id=ring_id_fields(ring_id), member_entries=len(members),
                          joined_entries=len(joined), left_entries=len(left), members=list(members),
                          joined=list(joined), left=list(left))
@@ -237,19 +211,19 @@ QuorumMessage = Status | Quorate | QuorumType | Notification | NodelistNotificat
 
 def decode_message(data: bytes) -> QuorumMessage:
     """Any response or event of the quorum service."""
-    head = parse_message(StatusRes, data, "quorum response")
+    head = parse(StatusRes, data, "quorum response")
     rid, err = head.id, head.error
     if rid == ResId.GETQUORATE and len(data) >= QuorateRes.sizeof():
-        return Quorate(err, bool(parse_message(QuorateRes, data, "GETQUORATE").quorate))
+        return Quorate(err, bool(parse(QuorateRes, data, "GETQUORATE").quorate))
     if rid in (ResId.GETTYPE, ResId.MODEL_GETTYPE) and len(data) >= TypeRes.sizeof():
-        return QuorumType(rid, err, parse_message(TypeRes, data, "GETTYPE").quorum_type)
+        return QuorumType(rid, err, parse(TypeRes, data, "GETTYPE").quorum_type)
     if rid == ResId.NOTIFICATION:
-        m = parse_message(NotificationV0, data, "NOTIFICATION")
+        m = parse(NotificationV0, data, "NOTIFICATION")
         return Notification(bool(m.quorate), RingId(0, m.ring_seq), tuple(m.view_list), False)
     if rid == ResId.V1_QUORUM_NOTIFICATION:
-        m = parse_message(QuorumNotificationV1, data, "V1 QUORUM_NOTIFICATION")
+        m = parse(QuorumNotificationV1, data, "V1 QUORUM_NOTIFICATION")
         return Notification(bool(m.quorate), ring_id_of(m.ring_id), tuple(m.view_list), True)
     if rid == ResId.V1_NODELIST_NOTIFICATION:
-        m = parse_message(NodelistNotificationV1, data, "V1 NODELIST_NOTIFICATION")
+        m = parse(NodelistNotificationV1, data, "V1 NODELIST_NOTIFICATION")
         return NodelistNotification(ring_id_of(m.ring_id), tuple(m.members), tuple(m.joined), tuple(m.left))
     return Status(rid, err)

@@ -20,8 +20,8 @@ from construct import Array, Bytes, Int32sl, Int32ul, Int64ul, Padding, Struct, 
 from quorum.arithmetic import INFO_FLAG_NAMES, NodeState
 
 from ..wire import RingId
-from .common import CS_OK, MarRingId, RequestHeader, ResponseHeader
-from .quorum import build_message, parse_message, ring_id_fields, ring_id_of
+from .common import CS_OK, MarRingId, RequestHeader, ResponseHeader, build, parse
+from .quorum import ring_id_fields, ring_id_of
 
 QDEVICE_NAME_MAX = 255
 """``VOTEQUORUM_QDEVICE_MAX_NAME_LEN``: bytes of a device name buffer (NUL included)."""
@@ -142,72 +142,72 @@ class QdeviceRequest:
 
 
 def encode_getinfo(nodeid: int = 0) -> bytes:
-    return build_message(GetInfoReq, ReqId.GETINFO, nodeid=nodeid)
+    return build(GetInfoReq, ReqId.GETINFO, nodeid=nodeid)
 
 
 def encode_setexpected(expected_votes: int) -> bytes:
-    return build_message(SetExpectedReq, ReqId.SETEXPECTED, expected_votes=expected_votes)
+    return build(SetExpectedReq, ReqId.SETEXPECTED, expected_votes=expected_votes)
 
 
 def encode_setvotes(nodeid: int, votes: int) -> bytes:
-    return build_message(SetVotesReq, ReqId.SETVOTES, votes=votes, nodeid=nodeid)
+    return build(SetVotesReq, ReqId.SETVOTES, votes=votes, nodeid=nodeid)
 
 
 def encode_trackstart(context: int, track_flags: int) -> bytes:
-    return build_message(TrackStartReq, ReqId.TRACKSTART, context=context, track_flags=track_flags)
+    return build(TrackStartReq, ReqId.TRACKSTART, context=context, track_flags=track_flags)
 
 
 def encode_trackstop() -> bytes:
-    return build_message(Header, ReqId.TRACKSTOP)
+    return build(Header, ReqId.TRACKSTOP)
 
 
 def encode_qdevice(req: ReqId, name: bytes, *, newname: bytes = b"", cast_vote: int = 0,
                    ring_id: RingId | None = None, allow: int = 0) -> bytes:
     """Any of the qdevice requests (5-9)."""
     if req in (ReqId.QDEVICE_REGISTER, ReqId.QDEVICE_UNREGISTER):
-        return build_message(QdeviceNameReq, req, name=_name_field(name))
+        return build(QdeviceNameReq, req, name=_name_field(name))
     if req == ReqId.QDEVICE_UPDATE:
-        return build_message(QdeviceUpdateReq, req, oldname=_name_field(name), newname=_name_field(newname))
+        return build(QdeviceUpdateReq, req, oldname=_name_field(name), newname=_name_field(newname))
     if req == ReqId.QDEVICE_POLL:
-        return build_message(QdevicePollReq, req, name=_name_field(name), cast_vote=cast_vote,
+        return build(QdevicePollReq, req, name=_name_field(name), cast_vote=cast_vote,
                              ring_id=ring_id_fields(ring_id))
     if req == ReqId.QDEVICE_MASTER_WINS:
-        return build_message(QdeviceMasterWinsReq, req, name=_name_field(name), allow=allow)
+        return build(QdeviceMasterWinsReq, req, name=_name_field(name), allow=allow)
     raise ValueError(f"{req!r} is not a qdevice request")
 
 
 def decode_getinfo(data: bytes) -> int:
-    return int(parse_message(GetInfoReq, data, "votequorum GETINFO").nodeid)
+    return int(parse(GetInfoReq, data, "votequorum GETINFO").nodeid)
 
 
 def decode_setexpected(data: bytes) -> int:
-    return int(parse_message(SetExpectedReq, data, "votequorum SETEXPECTED").expected_votes)
+    return int(parse(SetExpectedReq, data, "votequorum SETEXPECTED").expected_votes)
 
 
 def decode_setvotes(data: bytes) -> tuple[int, int]:
     """(nodeid, votes)."""
-    m = parse_message(SetVotesReq, data, "votequorum SETVOTES")
+    m = parse(SetVotesReq, data, "votequorum SETVOTES")
     return int(m.nodeid), int(m.votes)
 
 
 def decode_trackstart(data: bytes) -> tuple[int, int]:
     """(context, track_flags)."""
-    m = parse_message(TrackStartReq, data, "votequorum TRACKSTART")
+    m = parse(TrackStartReq, data, "votequorum TRACKSTART")
     return int(m.context), int(m.track_flags)
 
 
 def decode_qdevice(req: int, data: bytes) -> QdeviceRequest:
     what = f"votequorum qdevice request {req}"
     if req in (ReqId.QDEVICE_REGISTER, ReqId.QDEVICE_UNREGISTER):
-        return QdeviceRequest(_name(parse_message(QdeviceNameReq, data, what).name))
+        return QdeviceRequest(_name(parse(QdeviceNameReq, data, what).name))
     if req == ReqId.QDEVICE_UPDATE:
-        m = parse_message(QdeviceUpdateReq, data, what)
+        m = parse(QdeviceUpdateReq, data, what)
         return QdeviceRequest(_name(m.oldname), newname=_name(m.newname))
     if req == ReqId.QDEVICE_POLL:
-        m = parse_message(QdevicePollReq, data, what)
+        m = parse(QdevicePollReq, data, what)
         return QdeviceRequest(_name(m.name), cast_vote=m.cast_vote, ring_id=ring_id_of(m.ring_id))
     if req == ReqId.QDEVICE_MASTER_WINS:
-        m = parse_message(QdeviceMasterWinsReq, data, what)
+        m = parse(QdeviceMasterWinsReq, data, what)
         return QdeviceRequest(_name(m.name), allow=m.allow)
     raise ValueError(f"{req!r} is not a qdevice request")
 
@@ -265,11 +265,11 @@ VotequorumMessage = GetInfo | Status | QuorumEvent | NodelistEvent | ExpectedVot
 
 
 def encode_status(error: int = CS_OK) -> bytes:
-    return build_message(StatusRes, ResId.STATUS, error)
+    return build(StatusRes, ResId.STATUS, error)
 
 
 def encode_getinfo_response(info: GetInfo) -> bytes:
-    return build_message(GetInfoRes, ResId.GETINFO, info.error, nodeid=info.nodeid, state=info.state,
+    return build(GetInfoRes, ResId.GETINFO, info.error, nodeid=info.nodeid, state=info.state,
                          votes=info.votes, expected_votes=info.expected_votes,
                          highest_expected=info.highest_expected, total_votes=info.total_votes,
                          quorum=info.quorum, flags=info.flags, qdevice_votes=info.qdevice_votes,
@@ -277,36 +277,36 @@ def encode_getinfo_response(info: GetInfo) -> bytes:
 
 
 def encode_quorum_notification(quorate: bool, context: int, nodes: tuple[tuple[int, int], ...]) -> bytes:
-    return build_message(QuorumNotification, ResId.QUORUM_NOTIFICATION, CS_OK, quorate=int(quorate),
+    return build(QuorumNotification, ResId.QUORUM_NOTIFICATION, CS_OK, quorate=int(quorate),
                          context=context, entries=len(nodes),
                          nodes=[{"nodeid": n, "state": s} for n, s in nodes])
 
 
 def encode_nodelist_notification(context: int, ring_id: RingId | None, nodes: tuple[int, ...]) -> bytes:
-    return build_message(NodelistNotification, ResId.NODELIST_NOTIFICATION, CS_OK, context=context,
+    return build(NodelistNotification, ResId.NODELIST_NOTIFICATION, CS_OK, context=context,
                          ring_id=ring_id_fields(ring_id), entries=len(nodes), nodes=list(nodes))
 
 
 def encode_expectedvotes_notification(context: int, expected_votes: int) -> bytes:
-    return build_message(ExpectedVotesNotification, ResId.EXPECTEDVOTES_NOTIFICATION, CS_OK,
+    return build(ExpectedVotesNotification, ResId.EXPECTEDVOTES_NOTIFICATION, CS_OK,
                          context=context, expected_votes=expected_votes)
 
 
 def decode_message(data: bytes) -> VotequorumMessage:
     """Any response or event of the votequorum service."""
-    head = parse_message(StatusRes, data, "votequorum response")
+    head = parse(StatusRes, data, "votequorum response")
     rid, err = head.id, head.error
     if rid == ResId.GETINFO:
-        m = parse_message(GetInfoRes, data, "votequorum GETINFO response")
+        m = parse(GetInfoRes, data, "votequorum GETINFO response")
         return GetInfo(err, m.nodeid, m.state, m.votes, m.expected_votes, m.highest_expected, m.total_votes,
                        m.quorum, m.flags, m.qdevice_votes, _name(m.qdevice_name))
     if rid == ResId.QUORUM_NOTIFICATION:
-        m = parse_message(QuorumNotification, data, "votequorum QUORUM_NOTIFICATION")
+        m = parse(QuorumNotification, data, "votequorum QUORUM_NOTIFICATION")
         return QuorumEvent(bool(m.quorate), m.context, tuple((n.nodeid, n.state) for n in m.nodes))
     if rid == ResId.NODELIST_NOTIFICATION:
-        m = parse_message(NodelistNotification, data, "votequorum NODELIST_NOTIFICATION")
+        m = parse(NodelistNotification, data, "votequorum NODELIST_NOTIFICATION")
         return NodelistEvent(m.context, ring_id_of(m.ring_id), tuple(m.nodes))
     if rid == ResId.EXPECTEDVOTES_NOTIFICATION:
-        m = parse_message(ExpectedVotesNotification, data, "votequorum EXPECTEDVOTES_NOTIFICATION")
+        m = parse(ExpectedVotesNotification, data, "votequorum EXPECTEDVOTES_NOTIFICATION")
         return ExpectedVotesEvent(m.context, m.expected_votes)
     return Status(rid, err)
