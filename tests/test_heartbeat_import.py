@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from totem.heartbeat import (
 )
 from totem.heartbeat.hacf import DIRECTIVES
 from totem.heartbeat.haresources import agent_hint
+from totem.node import poll_status
 
 V = Path(__file__).parent / "vectors" / "heartbeat"
 
@@ -472,20 +472,6 @@ def _ipc_none() -> list[str]:
     return ["--ipc", "none"] if "--ipc" in totemd.build_parser().format_help() else []
 
 
-def _status(sock: Path) -> dict | None:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(1)
-            s.connect(str(sock))
-            s.sendall(b"status\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        return json.loads(data)
-    except (OSError, ValueError):
-        return None
-
-
 def _ring(tmp_path: Path, authkeys: bool, port: int) -> None:
     """Import the loopback vector, check it as `totemd -t` does, run three totemd on
     127.0.69.1-3 and wait until all three are OPERATIONAL in one ring. Each test has its
@@ -523,7 +509,7 @@ def _ring(tmp_path: Path, authkeys: bool, port: int) -> None:
         deadline = time.monotonic() + 40
         states: dict = {}
         while time.monotonic() < deadline:
-            states = {n: _status(tmp_path / f"state{n}" / "totemd.sock") for n in (1, 2, 3)}
+            states = {n: poll_status(tmp_path / f"state{n}" / "totemd.sock") for n in (1, 2, 3)}
             if all(s and s["state"] == "OPERATIONAL" and s["members"] == [1, 2, 3]
                    for s in states.values()):
                 break

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -630,3 +631,19 @@ async def query(path: str | Path, command: str = "status", timeout: float = 5.0)
                     break
                 data += chunk
     return json.loads(data)
+
+
+def poll_status(path: str | Path, timeout: float = 1.0) -> dict[str, Any] | None:
+    """A running totemd's status for callers without trio (the demo, tests that poll),
+    or None while nothing answers on ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b"status\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        return json.loads(data)
+    except (OSError, ValueError):
+        return None

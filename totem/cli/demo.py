@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,18 +64,9 @@ class _Daemon:
                 self.proc.wait(5)
 
     def status(self) -> dict | None:
-        path = self.dir / "totemd.sock"
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(1)
-                s.connect(str(path))
-                s.sendall(b"status\n")
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-            return json.loads(data)
-        except (OSError, ValueError):
-            return None
+        from ..node import poll_status
+
+        return poll_status(self.dir / "totemd.sock")
 
 
 def _ring(st: dict | None) -> str:
