@@ -28,6 +28,16 @@ def corosync_available() -> str:
 
 
 @pytest.fixture
+def totemd_ok(corosync_available: str) -> None:
+    """totemd can start here (besides real corosync): the interop tests of mixed rings."""
+    from interop.cluster import totemd_available
+
+    reason = totemd_available()
+    if reason is not None:
+        pytest.fail(f"totemd cannot run: {reason}")
+
+
+@pytest.fixture
 def pacemaker_available() -> None:
     """Pacemaker 2.1.5's daemons and tools, the Dummy agent and the hacluster user."""
     from interop.pacemaker import pacemaker_available as missing

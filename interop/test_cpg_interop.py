@@ -17,19 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 
 TOKEN = 1000
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 def read_log(path: Path) -> list[dict]:

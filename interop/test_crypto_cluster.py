@@ -10,20 +10,11 @@ import signal
 import sys
 import time
 
-import pytest
-
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 from totem.crypto.keyfile import generate_key, key_id, read_key
 
 TOKEN = 1000
 PLAIN = "\tcrypto_cipher: none\n\tcrypto_hash: none\n"
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 def install_key(c: Cluster, n: int, source, name: str = "authkey") -> str:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 
 TOKEN = 1000
 MIXES = {
@@ -21,13 +21,6 @@ MIXES = {
     "2totemd-lowest+corosync": ("totemd", "totemd", "corosync"),
     "corosync-lowest+2totemd": ("corosync", "totemd", "totemd"),
 }
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 def ring_id_of(c: Cluster, n: int) -> str:

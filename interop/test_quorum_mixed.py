@@ -15,19 +15,10 @@ import subprocess
 import time
 from typing import Iterable
 
-import pytest
-
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 
 TOKEN = 1000
 LMS_WINDOW = 1000
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 # -- corosync-quorumtool ---------------------------------------------------------------

@@ -12,20 +12,11 @@ import json
 import re
 import sys
 
-import pytest
-
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 from interop.test_quorum_mixed import wait_quorum
 
 TOKEN = 1000
 TOTEMCTL = [sys.executable, "-m", "totem.cli.totemctl"]
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 def _undated(text: str) -> str:

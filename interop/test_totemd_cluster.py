@@ -11,16 +11,9 @@ import time
 
 import pytest
 
-from interop.cluster import Cluster, totemd_available
+from interop.cluster import Cluster
 
 TOKEN = 1000
-
-
-@pytest.fixture
-def totemd_ok(corosync_available):
-    reason = totemd_available()
-    if reason is not None:
-        pytest.fail(f"totemd cannot run: {reason}")
 
 
 @pytest.mark.parametrize("size", [3, 5])
