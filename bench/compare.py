@@ -1,6 +1,6 @@
 """Real corosync and totemd side by side in one run: membership timings, idle CPU, memory.
 
-Run as root from the repository root:  python bench/compare.py [--only membership|cpg]
+Run as root from the repository root:  python bench/compare.py [--only membership|cpg|crypto]
 
 For each implementation and ring size (3 and 5 nodes, token 1000 ms), in network
 namespaces made by interop/cluster.py: time from start to the first full ring, time to
@@ -12,6 +12,9 @@ Then CPG on a 3-node ring (bench/cpgbench.py): messages/s and MB/s at 64 B, 1 Ki
 16 KiB with one and with three senders, latency of one message in flight, daemon CPU,
 with totemd/corosync ratios (above 1 means totemd delivers more). ``--only`` runs one
 part; ``--cpg-seconds`` sets the sending time per CPG cell (default 3).
+
+Last, the cost of crypto: the same CPG cells on totemd with aes256+sha256 and without
+(corosync 3 has no crypto on udpu, so this row compares totemd with itself).
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def measure(kind: str, size: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="corosync and totemd side by side")
-    ap.add_argument("--only", choices=("membership", "cpg"), help="run one part (default both)")
+    ap.add_argument("--only", choices=("membership", "cpg", "crypto"), help="run one part (default all)")
     ap.add_argument("--cpg-seconds", type=float, default=3.0, help="seconds of sending per CPG cell")
     ap.add_argument("--corosync-rt", action="store_true",
                     help="CPG part: leave corosync's SCHED_RR 99 on (default sched_rr: no, as totemd)")
@@ -122,14 +125,20 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("bench/compare.py needs root (network namespaces)", file=sys.stderr)
         return 2
-    if args.only != "cpg":
+    if args.only in (None, "membership"):
         membership()
-    if args.only != "membership":
-        import cpgbench
+    import cpgbench
+
+    if args.only in (None, "cpg"):
         if args.only is None:
             print()
         results = cpgbench.measure(args.cpg_seconds, corosync_rt=args.corosync_rt)
         cpgbench.print_table(results, args.cpg_seconds, args.corosync_rt)
+    if args.only in (None, "crypto"):
+        if args.only is None:
+            print()
+        results = cpgbench.measure(args.cpg_seconds, ("totemd", cpgbench.ENCRYPTED))
+        cpgbench.print_crypto_table(results, args.cpg_seconds)
     return 0
 
 

@@ -3,6 +3,7 @@
 Run as root from the repository root:
 
     python bench/cpgbench.py [--seconds 3] [--corosync-rt]   # the table (= bench/compare.py --only cpg)
+    python bench/cpgbench.py --crypto      # totemd with aes256+sha256 vs without (= compare.py --only crypto)
     python bench/cpgbench.py --profile [--profiler py-spy|cprofile] [--seconds 10] [--size 1024 --senders 3]
 
 For each implementation, a 3-node ring (token 1000 ms) in network namespaces made by
@@ -63,6 +64,9 @@ from machine import cpu_model  # noqa: E402
 TOKEN = 1000
 NODES = 3
 KINDS = ("corosync", "totemd")
+ENCRYPTED = "totemd+aes256/sha256"
+"""totemd with crypto_cipher aes256 and crypto_hash sha256 (one fresh key on all nodes)."""
+PLAIN = "\tcrypto_cipher: none\n\tcrypto_hash: none\n"
 SIZES = (64, 1024, 16384)
 LAT_SIZE = 64
 SPY_RATE = 250
@@ -326,9 +330,11 @@ def open_ring(tmp: Path, kind: str, realtime: bool = True) -> Cluster:
     """A started 3-node ring of ``kind``. corosync sets itself SCHED_RR priority 99 by
     default (system.sched_rr: yes); totemd stays SCHED_OTHER. ``realtime=False`` writes
     ``sched_rr: no`` into the corosync nodes' configurations (same scheduling as totemd)."""
-    c = Cluster(tmp, kinds=(kind,) * NODES, token=TOKEN, start=False)
+    c = Cluster(tmp, kinds=("totemd" if kind == ENCRYPTED else kind,) * NODES, token=TOKEN, start=False)
     c.open()
     try:
+        if kind == ENCRYPTED:
+            encrypt(c, tmp)
         if not realtime:
             for node in c.nodes.values():
                 text = node.conffile.read_text()
@@ -392,7 +398,8 @@ def summarise_raw(path: Path, top: int, rate: int) -> str:
     return "\n".join(lines)
 
 
-def profile(seconds: float, profiler: str, top: int = 15, size: int = 1024, senders: int = NODES) -> int:
+def profile(seconds: float, profiler: str, top: int = 15, size: int = 1024, senders: int = NODES,
+            kind: str = "totemd") -> int:
     binary = build_client()
     spy_seconds = max(1, int(seconds - 2))
     spy_cpu = (NAN, NAN)
@@ -407,7 +414,7 @@ def profile(seconds: float, profiler: str, top: int = 15, size: int = 1024, send
             return 2
     try:
         with tempfile.TemporaryDirectory(prefix="pytotem-cpgbench-") as tmp:
-            with open_ring(Path(tmp), "totemd") as c:
+            with open_ring(Path(tmp), kind) as c:
                 nodes = list(range(1, NODES + 1))
                 result: dict = {}
                 if senders == 0:  # the latency cell: node 1 pings, one message in flight
@@ -460,11 +467,59 @@ def profile(seconds: float, profiler: str, top: int = 15, size: int = 1024, send
     return 0
 
 
+def encrypt(c: Cluster, tmp: Path) -> None:
+    """Switch every node of ``c`` to aes256/sha256 with one new key (mode 0400 copies in
+    the node directories, as on real hosts)."""
+    from totem.crypto.keyfile import generate_key, read_key
+
+    key = read_key(generate_key(tmp / "authkey"))
+    for node in c.nodes.values():
+        path = node.dir / "authkey"
+        path.write_bytes(key)
+        os.chmod(path, 0o400)
+        text = node.conffile.read_text()
+        assert PLAIN in text, "the cluster configuration no longer says crypto none"
+        node.conffile.write_text(text.replace(PLAIN, "\tcrypto_cipher: aes256\n\tcrypto_hash: sha256\n"
+                                                     f"\tkeyfile: {path}\n"))
+
+
+def print_crypto_table(results: dict, seconds: float, file=sys.stdout) -> None:
+    """What aes256+sha256 costs totemd's CPG (issue 7 item 6): the same cells with and
+    without crypto, in one run."""
+    plain, sealed = results["totemd"], results[ENCRYPTED]
+    p = lambda s="": print(s, file=file)  # noqa: E731
+    p(f"# CPG on totemd, aes256+sha256 vs no crypto, {NODES}-node ring in namespaces on one host; "
+      f"{seconds:g} s of sending per cell")
+    p("# ratio = with crypto / without (below 1: crypto costs that share of the throughput)")
+    head = (f"{'cell':<18}{'none msgs/s':>13}{'aes msgs/s':>12}{'ratio':>7}"
+            f"{'none MB/s':>11}{'aes MB/s':>10}{'none CPU s':>11}{'aes CPU s':>10}")
+    p(head)
+    p("-" * len(head))
+    for size in SIZES:
+        for nsend in (1, NODES):
+            a, b = plain[(size, nsend)], sealed[(size, nsend)]
+            p(f"{_label(size, nsend):<18}{_fmt(_get(a, 'msgs/s')):>13}{_fmt(_get(b, 'msgs/s')):>12}"
+              f"{_ratio(_get(b, 'msgs/s'), _get(a, 'msgs/s')):>7}"
+              f"{_fmt(_get(a, 'MB/s')):>11}{_fmt(_get(b, 'MB/s')):>10}"
+              f"{_fmt(_get(a, 'daemon CPU s')):>11}{_fmt(_get(b, 'daemon CPU s')):>10}")
+    la, lb = plain["latency"], sealed["latency"]
+    p(f"{'latency p50 ms':<18}{_fmt(_get(la, 'p50 ms')):>13}{_fmt(_get(lb, 'p50 ms')):>12}"
+      f"{_ratio(_get(lb, 'p50 ms'), _get(la, 'p50 ms')):>7}")
+    for k in (("totemd", plain), (ENCRYPTED, sealed)):
+        for c, r in k[1].items():
+            if "error" in r:
+                p(f"FAILED {k[0]} {'latency' if c == 'latency' else _label(*c)}: {r['error']}")
+            elif c != "latency" and (r["lost"] or r["gaps"]):
+                p(f"CHECK {k[0]} {_label(*c)}: lost {r['lost']}, gaps {r['gaps']}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=None,
                     help="seconds of sending per cell (default 3; 10 with --profile)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated (default both)")
+    ap.add_argument("--crypto", action="store_true",
+                    help="totemd with aes256+sha256 against totemd without crypto instead (with --profile: profile it)")
     ap.add_argument("--corosync-rt", action="store_true",
                     help="leave corosync's default SCHED_RR 99 on (default: sched_rr: no, as totemd)")
     ap.add_argument("--profile", action="store_true",
@@ -479,8 +534,12 @@ def main(argv=None) -> int:
         print("bench/cpgbench.py needs root (network namespaces)", file=sys.stderr)
         return 2
     if args.profile:
-        return profile(args.seconds or 10.0, args.profiler, args.top, args.size, args.senders)
+        return profile(args.seconds or 10.0, args.profiler, args.top, args.size, args.senders,
+                       ENCRYPTED if args.crypto else "totemd")
     seconds = args.seconds or 3.0
+    if args.crypto:
+        print_crypto_table(measure(seconds, ("totemd", ENCRYPTED)), seconds)
+        return 0
     kinds = tuple(args.kinds.split(","))
     results = measure(seconds, kinds, corosync_rt=args.corosync_rt)
     if set(kinds) == set(KINDS):
