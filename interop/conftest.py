@@ -38,6 +38,15 @@ def totemd_ok(corosync_available: str) -> None:
 
 
 @pytest.fixture
+def tshark_available() -> None:
+    """Wireshark's tshark, for looking at what is on the wire."""
+    import shutil
+
+    if shutil.which("tshark") is None:
+        _require("tshark is not installed (apt-get install tshark)")
+
+
+@pytest.fixture
 def pacemaker_available() -> None:
     """Pacemaker 2.1.5's daemons and tools, the Dummy agent and the hacluster user."""
     from interop.pacemaker import pacemaker_available as missing

@@ -58,7 +58,7 @@ def collect(nodes, group=b"t"):
 
 class LoopbackCapture:
     """What a sniffer on ``lo`` sees of UDP datagrams to PORT (AF_PACKET; needs root),
-    standing in for tshark, which is not installed here."""
+    the in-process check (interop/test_crypto_cluster.py runs tshark on a real link)."""
 
     def __init__(self, addresses) -> None:
         self.addresses = {socket.inet_aton(a) for a in addresses}
