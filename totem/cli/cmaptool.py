@@ -38,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return trio.run(_run, args)
-    except IpcError as exc:
-        print(f"totemctl cmap: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
+    except (IpcError, ValueError) as exc:  # ValueError: a value that does not fit its type
         print(f"totemctl cmap: {exc}", file=sys.stderr)
         return 1
 
