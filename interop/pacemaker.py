@@ -9,7 +9,7 @@ daemon (corosync or totemd) and a real ``pacemakerd`` in its own namespaces.
         pc.kill_messaging(2)                # SIGKILL of corosync/totemd under the resource
         ...
 
-How Pacemaker is started (no systemd; ``../shared/spec/client-ipc.md`` §3.5): ``pacemakerd``
+How Pacemaker is started (no systemd; the project's client IPC spec, §3.5): ``pacemakerd``
 in the foreground, in the node's network, mount and UTS namespaces, as root, with
 ``PCMK_logfile=<node dir>/pacemaker.log``, ``PCMK_logpriority=info`` and
 ``PCMK_logfacility=none`` (nothing goes to the host's syslog). Its subdaemons run as
