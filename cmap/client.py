@@ -18,7 +18,7 @@ from typing import AsyncIterator
 from totem.cmapdb import VALUE_MAX, Value, ValueType
 from totem.ipc.calls import check, retrying
 from totem.ipc.client import IpcClient
-from totem.ipc.errors import IpcError
+from totem.ipc.errors import ServiceError
 from totem.lib import cmap as lib
 from totem.lib.common import CsError
 
@@ -48,6 +48,15 @@ class Client:
         assert isinstance(msg, lib.GetResult)
         return Value(ValueType(msg.type), msg.value)
 
+    async def find(self, key: str) -> Value | None:
+        """The typed value of ``key``, or None when it does not exist."""
+        try:
+            return await self.get(key)
+        except ServiceError as exc:
+            if exc.cs_error != CsError.NOT_EXIST:
+                raise
+            return None
+
     async def keys(self, prefix: str = "") -> list[tuple[str, ValueType, int]]:
         """(key, type, value length) of every key that starts with ``prefix``, in order."""
         it = await self._call(lib.encode_iter_init(prefix), f"iterate {prefix!r}")
@@ -72,11 +81,9 @@ class Client:
         the listing and its read is left out."""
         out = []
         for key, _, _ in await self.keys(prefix):
-            try:
-                out.append((key, await self.get(key)))
-            except IpcError as exc:
-                if getattr(exc, "cs_error", None) != CsError.NOT_EXIST:
-                    raise
+            value = await self.find(key)
+            if value is not None:
+                out.append((key, value))
         return out
 
     async def set(self, key: str, value: Value) -> None:

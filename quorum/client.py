@@ -88,7 +88,8 @@ async def status(*, socket_dir: str | None = None) -> QuorumStatus:
         qtype = qlib.decode_message(await _request(q, qlib.encode_request(qlib.ReqId.GETTYPE), "quorum gettype"))
         provider = None
         if isinstance(qtype, qlib.QuorumType) and qtype.quorum_type == qlib.QUORUM_SET:
-            provider = await _string(cmap, "quorum.provider")
+            value = await cmap.find("quorum.provider")
+            provider = None if value is None else str(value.python())
         quorate = qlib.decode_message(await _request(q, qlib.encode_request(qlib.ReqId.GETQUORATE),
                                                      "quorum getquorate"))
         assert isinstance(quorate, qlib.Quorate)
@@ -107,10 +108,10 @@ async def status(*, socket_dir: str | None = None) -> QuorumStatus:
         nodes = []
         for nodeid in view.members:
             info = await _getinfo(vq, nodeid, missing_ok=True)
+            known = info.error == CsError.OK
             nodes.append(NodeVotes(nodeid, names.get(nodeid, ""), nodeid == me.nodeid,
-                                   info.votes if info.error == CsError.OK else None,
-                                   info.expected_votes if info.error == CsError.OK else None,
-                                   vqlib.state_name(info.state) if info.error == CsError.OK else None,
+                                   info.votes if known else None, info.expected_votes if known else None,
+                                   vqlib.state_name(info.state) if known else None,
                                    tuple(vqlib.flag_names(info.flags))))
         qdev = me.qdevice_name.decode("utf-8", "replace") if me.flags & InfoFlags.QDEVICE_REGISTERED else None
         return QuorumStatus(provider, quorate.quorate, me.nodeid, RingId(ring.ring_id.rep, view.ring_id.seq),
@@ -159,16 +160,6 @@ async def _event(ipc: IpcClient, decode, kind: type):
             msg = decode(await ipc.receive_event())
             if isinstance(msg, kind):
                 return msg
-
-
-async def _string(cmap: CmapClient, key: str) -> str | None:
-    try:
-        value = await cmap.get(key)
-    except IpcError as exc:
-        if getattr(exc, "cs_error", None) == CsError.NOT_EXIST:
-            return None
-        raise
-    return str(value.python())
 
 
 async def _node_names(cmap: CmapClient) -> dict[int, str]:
